@@ -1,0 +1,1 @@
+"""The Fondation operator: reconciles AnalysisJobs into Kubernetes Jobs."""

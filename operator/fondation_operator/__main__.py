@@ -1,0 +1,5 @@
+import sys
+
+from fondation_operator.main import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""/healthz, /readyz and /metrics on the health port.
+
+Liveness means the event loop answers. Readiness means the operator has
+logged in, found its CRD and filled its indices from a full listing: before
+that, its view of Jobs in flight would be incomplete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from fondation_operator.cache import ClusterView
+from fondation_operator.metrics import Metrics
+
+
+class HealthServer:
+    def __init__(self, metrics: Metrics, view: Callable[[], ClusterView | None]) -> None:
+        self.metrics = metrics
+        self._view = view
+        self.ready = False
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server  # noqa: SLF001 - the only way to learn an ephemeral port
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        if self.ready:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready\n")
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(
+            text=self.metrics.render(self._view()),
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )

@@ -1,0 +1,227 @@
+"""The one place a runner Job is built from an AnalysisJob.
+
+The pod is built for an untrusted workload (an LLM agent reading an
+untrusted repository): restricted Pod Security Standard, no service-account
+token, read-only root filesystem, scratch space in emptyDirs, and only the
+analyze step's credentials, mounted optionally from a Secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fondation_contracts import analysisjob as aj
+from fondation_contracts import ingest
+from fondation_operator import names
+from fondation_operator.observed import ObservedAnalysisJob
+from fondation_operator.settings import Settings
+
+RUNNER_UID = 65532
+TOKEN_MOUNT = "/var/run/fondation/token"
+CLAUDE_CREDENTIALS_MOUNT = "/var/run/fondation/claude"
+WORKSPACE = "/workspace"
+
+AUTOSCALER_ANNOTATIONS = {
+    # A half-done analysis is expensive: don't let scale-down evict it.
+    "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+    "karpenter.sh/do-not-disrupt": "true",
+}
+
+
+def owner_reference(cr: ObservedAnalysisJob) -> dict[str, Any]:
+    return {
+        "apiVersion": aj.API_VERSION,
+        "kind": aj.KIND,
+        "name": cr.name,
+        "uid": cr.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def labels(cr: ObservedAnalysisJob, attempt: int | None = None) -> dict[str, str]:
+    out = {
+        aj.LABEL_ANALYSISJOB: names.label_value(cr.name),
+        aj.LABEL_MANAGED_BY: aj.MANAGED_BY,
+        "app.kubernetes.io/name": "fondation-runner",
+    }
+    if attempt is not None:
+        out[aj.LABEL_ATTEMPT] = str(attempt)
+    return out
+
+
+def _resources(cr: ObservedAnalysisJob, settings: Settings) -> dict[str, dict[str, str]]:
+    d = settings.resources
+    req, lim = cr.spec.resources.requests, cr.spec.resources.limits
+    return {
+        "requests": {
+            "cpu": req.cpu or d.cpu_request,
+            "memory": req.memory or d.memory_request,
+            "ephemeral-storage": req.ephemeral_storage or d.ephemeral_request,
+        },
+        "limits": {
+            "cpu": lim.cpu or d.cpu_limit,
+            "memory": lim.memory or d.memory_limit,
+            "ephemeral-storage": lim.ephemeral_storage or d.ephemeral_limit,
+        },
+    }
+
+
+def _env(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> list[dict[str, Any]]:
+    spec = cr.spec
+    plain = {
+        "FONDATION_NAMESPACE": cr.namespace,
+        "FONDATION_ANALYSIS": cr.name,
+        "FONDATION_ATTEMPT": str(attempt),
+        "FONDATION_REPOSITORY": spec.source.repository,
+        "FONDATION_REF": spec.source.ref,
+        "FONDATION_SUB_PATH": spec.source.sub_path,
+        "FONDATION_LANGUAGE": spec.language,
+        "FONDATION_MODEL": spec.model or settings.default_model,
+        "FONDATION_MAX_CHAPTERS": str(spec.max_chapters),
+        "FONDATION_BACKEND": spec.backend,
+        "FONDATION_WORKSPACE": WORKSPACE,
+        ingest.INGEST_URL_ENV: settings.ingest_url,
+        ingest.TOKEN_FILE_ENV: f"{TOKEN_MOUNT}/{ingest.TOKEN_SECRET_KEY}",
+        "HOME": "/home/runner",
+        "TMPDIR": "/tmp",  # noqa: S108 - an emptyDir in the pod
+    }
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
+    if spec.backend == "claude":
+        secret = spec.credentials.secret_name or settings.credentials_secret
+        for key in ("CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY"):
+            env.append(
+                {
+                    "name": key,
+                    "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}},
+                }
+            )
+        env.append({"name": "FONDATION_CLAUDE_CREDENTIALS_DIR", "value": CLAUDE_CREDENTIALS_MOUNT})
+    return env
+
+
+def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict[str, Any]:
+    spec = cr.spec
+    volumes: list[dict[str, Any]] = [
+        {"name": "workspace", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "home", "emptyDir": {}},
+        {
+            "name": "token",
+            "secret": {"secretName": names.token_secret_name(cr.name), "defaultMode": 0o440},
+        },
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "workspace", "mountPath": WORKSPACE},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+        {"name": "home", "mountPath": "/home/runner"},
+        {"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True},
+    ]
+    if spec.backend == "claude":
+        secret = spec.credentials.secret_name or settings.credentials_secret
+        volumes.append(
+            {
+                "name": "claude-credentials",
+                "secret": {
+                    "secretName": secret,
+                    "optional": True,
+                    "defaultMode": 0o440,
+                    "items": [{"key": ".credentials.json", "path": ".credentials.json"}],
+                },
+            }
+        )
+        mounts.append(
+            {"name": "claude-credentials", "mountPath": CLAUDE_CREDENTIALS_MOUNT, "readOnly": True}
+        )
+
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNNER_UID,
+            "runAsGroup": RUNNER_UID,
+            "fsGroup": RUNNER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "runner",
+                "image": settings.runner_image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": ["python", "-m", "fondation_runner"],
+                "env": _env(cr, attempt, settings),
+                "resources": _resources(cr, settings),
+                "volumeMounts": mounts,
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "runAsNonRoot": True,
+                    "capabilities": {"drop": ["ALL"]},
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
+        "volumes": volumes,
+    }
+    if settings.runner_service_account:
+        pod_spec["serviceAccountName"] = settings.runner_service_account
+    if settings.priority_class_name:
+        pod_spec["priorityClassName"] = settings.priority_class_name
+    if settings.node_selector:
+        pod_spec["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        pod_spec["tolerations"] = list(settings.tolerations)
+
+    job_labels = labels(cr, attempt)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": names.job_name(cr.name, attempt),
+            "namespace": cr.namespace,
+            "labels": job_labels,
+            "ownerReferences": [owner_reference(cr)],
+        },
+        "spec": {
+            # The operator owns retries (one Job per attempt, counted in status).
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": spec.timeout_seconds,
+            "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+            "podFailurePolicy": {
+                "rules": [
+                    # An eviction or node drain is not the analysis' fault.
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "template": {
+                "metadata": {
+                    "labels": job_labels,
+                    "annotations": {
+                        **AUTOSCALER_ANNOTATIONS,
+                        # Label values are capped at 63 characters; names are not.
+                        "fondation.dev/analysisjob-name": cr.name,
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def build_token_secret(cr: ObservedAnalysisJob, token: str) -> dict[str, Any]:
+    """The per-job ingest token; dies with the AnalysisJob through its owner."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": names.token_secret_name(cr.name),
+            "namespace": cr.namespace,
+            "labels": labels(cr),
+            "ownerReferences": [owner_reference(cr)],
+        },
+        "stringData": {ingest.TOKEN_SECRET_KEY: token},
+    }

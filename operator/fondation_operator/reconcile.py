@@ -1,0 +1,232 @@
+"""Reconciling one AnalysisJob: from what is observed to the next action.
+
+Level-triggered and idempotent: `reconcile(key)` reads the current view and
+does at most one step towards the desired state (start an attempt, record a
+transition, retry, cancel). Every create uses a deterministic name, so a
+crash between any two calls is repaired by the next reconcile, and a 409
+AlreadyExists means the step was already done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from fondation_contracts.analysisjob import Phase
+from fondation_operator import jobbuilder, names, status
+from fondation_operator.admission import Admission
+from fondation_operator.cache import ClusterView, running_keys, waiting
+from fondation_operator.events import Event, EventRecorder
+from fondation_operator.kube.client import KubeClient
+from fondation_operator.kube.errors import Conflict, NotFound
+from fondation_operator.kube.resources import JOBS, SECRETS
+from fondation_operator.metrics import Metrics
+from fondation_operator.observed import Key, ObservedAnalysisJob, ObservedJob
+from fondation_operator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_REASON = "DeadlineExceeded"
+
+
+@dataclass
+class Reconciler:
+    client: KubeClient
+    settings: Settings
+    view: ClusterView
+    events: EventRecorder
+    metrics: Metrics
+    admission: Admission = field(init=False)
+    _recent: dict[Key, ObservedAnalysisJob] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.settings.max_concurrent_jobs)
+
+    # ---- reading ---------------------------------------------------------
+
+    def current(self, key: Key) -> ObservedAnalysisJob | None:
+        """The index's copy, or our own last write if the watch has not caught up."""
+        indexed = self.view.analysisjob(key)
+        recent = self._recent.get(key)
+        if recent is None:
+            return indexed
+        if indexed is None or indexed.uid != recent.uid or not recent.newer_than(indexed):
+            self._recent.pop(key, None)
+            return indexed
+        return recent
+
+    def _remember(self, body: dict[str, Any]) -> None:
+        cr = ObservedAnalysisJob.from_body(body)
+        self._recent[cr.key] = cr
+
+    def forget(self, key: Key) -> None:
+        self._recent.pop(key, None)
+        self.admission.observed(key)
+
+    def wake_queue(self) -> list[Key]:
+        """Keys at the head of the queue that may start now that a slot is free."""
+        running = running_keys(self.view)
+        free = self.admission.free_slots(running)
+        return [cr.key for cr in waiting(self.view, running)[:free]]
+
+    # ---- reconciling -----------------------------------------------------
+
+    async def reconcile(self, key: Key) -> None:
+        cr = self.current(key)
+        if cr is None:
+            self.forget(key)
+            return
+        jobs = {job.attempt: job for job in self.view.jobs_of(key)}
+        if jobs:
+            self.admission.observed(key)
+        phase = cr.status.phase
+
+        if phase.terminal:
+            if phase is Phase.CANCELLED:
+                await self._delete_unfinished(jobs.values())
+            return
+        if cr.spec.cancel:
+            await self._cancel(cr, jobs)
+            return
+
+        attempt = max([cr.status.attempt, *jobs])
+        if attempt == 0:
+            await self._admit_and_start(cr, 1, queued_reason="WaitingForSlot")
+            return
+        job = jobs.get(attempt)
+        if job is None:
+            # Attempt recorded but its Job not observed: it was just created,
+            # or the operator died before creating it. Creating is idempotent.
+            self.admission.reserve(key)
+            await self._start(cr, attempt)
+            return
+        if not job.finished:
+            await self._observe_running(cr, job)
+        elif job.outcome == "Complete":
+            await self._succeed(cr, job)
+        else:
+            await self._after_failure(cr, job)
+
+    async def _admit_and_start(self, cr: ObservedAnalysisJob, attempt: int, *,
+                               queued_reason: str) -> None:
+        running = running_keys(self.view)
+        if self.admission.admit(cr, running, waiting(self.view, running)):
+            await self._start(cr, attempt)
+            return
+        if cr.status.phase is not Phase.QUEUED:
+            message = (f"{len(self.admission.in_flight(running))} analyses in flight, "
+                       f"cap {self.admission.max_concurrent}")
+            await self._transition(cr, Phase.QUEUED, reason=queued_reason, message=message)
+            self._event(cr, "Normal", "Queued", message)
+
+    async def _start(self, cr: ObservedAnalysisJob, attempt: int) -> None:
+        job_body = jobbuilder.build_job(cr, attempt, self.settings)
+        secret_body = jobbuilder.build_token_secret(cr, secrets.token_urlsafe(32))
+        try:
+            await asyncio.gather(
+                self._create_once(SECRETS, secret_body, cr.namespace),
+                self._create_once(JOBS, job_body, cr.namespace),
+            )
+        except BaseException:
+            self.admission.observed(cr.key)
+            raise
+        job_name = job_body["metadata"]["name"]
+        fields: dict[str, Any] = {"attempt": attempt, "jobName": job_name, "podName": ""}
+        if not cr.status.started_at:
+            fields["startedAt"] = status.now()
+        if cr.status.phase is Phase.RUNNING and cr.status.attempt == attempt:
+            return
+        await self._transition(cr, Phase.RUNNING, reason="JobCreated",
+                               message=f"attempt {attempt}: Job {job_name}", **fields)
+        self._event(cr, "Normal", "Started", f"attempt {attempt}: created Job {job_name}")
+
+    async def _create_once(self, res: Any, body: dict[str, Any], namespace: str) -> None:
+        try:
+            await self.client.create(res, body, namespace)
+        except Conflict as exc:
+            if not exc.already_exists:
+                raise
+
+    async def _observe_running(self, cr: ObservedAnalysisJob, job: ObservedJob) -> None:
+        pod = self.view.pod_of(job.namespace, job.name)
+        pod_name = pod.name if pod else cr.status.pod_name
+        st = cr.status
+        if st.phase is Phase.RUNNING and st.attempt == job.attempt and st.job_name == job.name:
+            if pod_name != st.pod_name:
+                await self._write(cr, {"podName": pod_name})
+            return
+        await self._transition(cr, Phase.RUNNING, reason="JobRunning",
+                               message=f"attempt {job.attempt}: Job {job.name}",
+                               attempt=job.attempt, jobName=job.name, podName=pod_name)
+
+    async def _succeed(self, cr: ObservedAnalysisJob, job: ObservedJob) -> None:
+        message = f"attempt {job.attempt} completed"
+        await self._transition(cr, Phase.SUCCEEDED, reason="Succeeded", message=message,
+                               attempt=job.attempt, jobName=job.name, failure=None)
+        self.metrics.finished(Phase.SUCCEEDED)
+        self._event(cr, "Normal", "Succeeded", message)
+
+    async def _after_failure(self, cr: ObservedAnalysisJob, job: ObservedJob) -> None:
+        pod = self.view.pod_of(job.namespace, job.name)
+        detail = "; ".join(m for m in (job.message, pod.message if pod else "") if m)
+        detail = detail or job.reason or "the runner pod failed"
+        timed_out = job.reason == TIMEOUT_REASON
+        if not timed_out and job.attempt <= cr.spec.retries:
+            next_attempt = job.attempt + 1
+            if cr.status.phase is not Phase.QUEUED:
+                self._event(cr, "Warning", "AttemptFailed",
+                            f"attempt {job.attempt} failed: {detail}; retrying "
+                            f"(attempt {next_attempt} of {cr.spec.retries + 1})")
+            await self._admit_and_start(cr, next_attempt, queued_reason="RetryWaitingForSlot")
+            return
+        reason = "Timeout" if timed_out else "AttemptsExhausted"
+        message = (f"timed out after {cr.spec.timeout_seconds}s: {detail}" if timed_out
+                   else f"attempt {job.attempt} of {cr.spec.retries + 1} failed: {detail}")
+        await self._transition(cr, Phase.FAILED, reason=reason, message=message,
+                               attempt=job.attempt, jobName=job.name,
+                               failure={"reason": reason, "message": message[:1024]})
+        self.metrics.finished(Phase.FAILED)
+        self._event(cr, "Warning", "Failed", message)
+
+    async def _cancel(self, cr: ObservedAnalysisJob, jobs: dict[int, ObservedJob]) -> None:
+        await self._delete_unfinished(jobs.values())
+        self.admission.observed(cr.key)
+        await self._transition(cr, Phase.CANCELLED, reason="Cancelled",
+                               message="cancelled by spec.cancel")
+        self.metrics.finished(Phase.CANCELLED)
+        self._event(cr, "Normal", "Cancelled", "cancelled by spec.cancel; runner Job deleted")
+
+    async def _delete_unfinished(self, jobs: Any) -> None:
+        for job in jobs:
+            if not job.finished:
+                try:
+                    await self.client.delete(JOBS, job.name, job.namespace)
+                except NotFound:
+                    pass
+
+    # ---- writing ---------------------------------------------------------
+
+    async def _transition(self, cr: ObservedAnalysisJob, phase: Phase, **kwargs: Any) -> None:
+        try:
+            body = await status.transition(self.client, cr, phase, **kwargs)
+        except NotFound:
+            self.forget(cr.key)
+            return
+        self._remember(body)
+
+    async def _write(self, cr: ObservedAnalysisJob, patch: dict[str, Any]) -> None:
+        try:
+            body = await status.write(self.client, cr, patch)
+        except NotFound:
+            self.forget(cr.key)
+            return
+        self._remember(body)
+
+    def _event(self, cr: ObservedAnalysisJob, type_: Any, reason: str, message: str) -> None:
+        self.events.record(Event(cr.namespace, cr.name, cr.uid, type_, reason, message))
+
+
+__all__ = ["Reconciler", "names"]

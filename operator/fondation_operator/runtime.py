@@ -1,0 +1,233 @@
+"""Wires kopf to the reconciler: indices as the cluster view, watch events
+as work-queue keys, startup and cleanup of the operator's own tasks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import kopf
+
+from fondation_contracts import analysisjob as aj
+from fondation_operator.cache import ClusterView
+from fondation_operator.events import EventRecorder
+from fondation_operator.health import HealthServer
+from fondation_operator.kube.client import KubeClient
+from fondation_operator.kube.config import ConnectionConfig
+from fondation_operator.kube.errors import ApiError, NotFound
+from fondation_operator.kube.resources import ANALYSISJOBS, CRDS
+from fondation_operator.metrics import Metrics
+from fondation_operator.observed import Key, ObservedAnalysisJob, ObservedJob, ObservedPod
+from fondation_operator.reconcile import Reconciler
+from fondation_operator.settings import Settings
+from fondation_operator.workqueue import WorkQueue
+
+log = logging.getLogger("fondation.operator")
+CRD_NAME = f"{aj.PLURAL}.{aj.GROUP}"
+ANALYSISJOB_NAME_ANNOTATION = "fondation.dev/analysisjob-name"
+
+
+class IndexView:
+    """kopf's indices seen through the ClusterView protocol."""
+
+    def __init__(self, crs: kopf.Index[Any, Any], jobs: kopf.Index[Any, Any],
+                 pods: kopf.Index[Any, Any]) -> None:
+        self._crs, self._jobs, self._pods = crs, jobs, pods
+
+    def analysisjob(self, key: Key) -> ObservedAnalysisJob | None:
+        store = self._crs.get(key)
+        return next(iter(store), None) if store else None
+
+    def analysisjobs(self) -> Iterable[ObservedAnalysisJob]:
+        for store in self._crs.values():
+            yield from store
+
+    def jobs_of(self, key: Key) -> Iterable[ObservedJob]:
+        store = self._jobs.get(key)
+        return list(store) if store else []
+
+    def jobs(self) -> Iterable[ObservedJob]:
+        for store in self._jobs.values():
+            yield from store
+
+    def pod_of(self, namespace: str, job_name: str) -> ObservedPod | None:
+        store = self._pods.get((namespace, job_name))
+        pods = list(store) if store else []
+        # Prefer a live pod over a failed one left behind.
+        return max(pods, key=lambda p: p.phase in ("Pending", "Running"), default=None)
+
+
+class Operator:
+    """Everything the operator process owns, built once at start."""
+
+    def __init__(self, settings: Settings, connection: ConnectionConfig) -> None:
+        self.settings = settings
+        self.connection = connection
+        self.client = KubeClient(connection)
+        self.metrics = Metrics()
+        self.events = EventRecorder(self.client)
+        self.view: IndexView | None = None
+        self.reconciler: Reconciler | None = None
+        self.queue: WorkQueue[Key] | None = None
+        self.health = HealthServer(self.metrics, lambda: self.view)
+
+    # ---- kopf registry ---------------------------------------------------
+
+    def registry(self) -> kopf.OperatorRegistry:
+        registry = kopf.OperatorRegistry()
+        labelled = {aj.LABEL_ANALYSISJOB: kopf.PRESENT}
+
+        @kopf.on.login(registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            c = self.connection
+            return kopf.ConnectionInfo(
+                server=c.server,
+                ca_path=c.ca_path,
+                insecure=c.insecure,
+                token=c.current_token(),
+                certificate_path=c.cert_path,
+                private_key_path=c.key_path,
+                default_namespace=c.namespace,
+                expiration=None,
+            )
+
+        @kopf.on.startup(registry=registry)
+        async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+            settings.scanning.disabled = True
+            settings.posting.enabled = False
+            settings.batching.batch_window = 0.005
+            settings.batching.idle_timeout = 5.0
+            settings.watching.server_timeout = 300
+            settings.networking.request_timeout = 60
+            await self.start()
+
+        @kopf.on.cleanup(registry=registry)
+        async def cleanup(**_: Any) -> None:
+            await self.stop()
+
+        @kopf.index(aj.GROUP, aj.VERSION, aj.PLURAL, registry=registry, id="analysisjobs_idx")
+        def analysisjobs_idx(body: kopf.Body, **_: Any) -> dict[Key, ObservedAnalysisJob]:
+            cr = ObservedAnalysisJob.from_body(body)
+            return {cr.key: cr}
+
+        @kopf.index("batch", "v1", "jobs", labels=labelled, registry=registry, id="jobs_idx")
+        def jobs_idx(body: kopf.Body, **_: Any) -> dict[Key, ObservedJob] | None:
+            job = ObservedJob.from_body(body)
+            return {job.key: job} if job else None
+
+        @kopf.index("v1", "pods", labels=labelled, registry=registry, id="pods_idx")
+        def pods_idx(body: kopf.Body, **_: Any) -> dict[tuple[str, str], ObservedPod]:
+            pod = ObservedPod.from_body(body)
+            return {(pod.namespace, pod.job): pod}
+
+        def bind(kwargs: dict[str, Any]) -> tuple[Reconciler, WorkQueue[Key]]:
+            if self.view is None:
+                self.view = IndexView(
+                    kwargs["analysisjobs_idx"], kwargs["jobs_idx"], kwargs["pods_idx"]
+                )
+                assert self.reconciler is not None
+                self.reconciler.view = self.view
+            self.health.ready = True
+            assert self.reconciler is not None and self.queue is not None
+            return self.reconciler, self.queue
+
+        @kopf.on.event(aj.GROUP, aj.VERSION, aj.PLURAL, registry=registry)
+        async def on_analysisjob(type: str, namespace: str | None, name: str, **kwargs: Any) -> None:
+            reconciler, queue = bind(kwargs)
+            key = (namespace or "", name)
+            if type == "DELETED":
+                reconciler.forget(key)
+                self._wake(reconciler, queue)
+                return
+            queue.add(key)
+
+        @kopf.on.event("batch", "v1", "jobs", labels=labelled, registry=registry)
+        async def on_job(type: str, body: kopf.Body, **kwargs: Any) -> None:
+            reconciler, queue = bind(kwargs)
+            job = ObservedJob.from_body(body)
+            if job is None:
+                return
+            reconciler.admission.observed(job.key)
+            queue.add(job.key)
+            if type == "DELETED" or job.finished:
+                self._wake(reconciler, queue)
+
+        @kopf.on.event("v1", "pods", labels=labelled, registry=registry)
+        async def on_pod(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
+            _, queue = bind(kwargs)
+            owner = (body.get("metadata", {}).get("annotations") or {}).get(
+                ANALYSISJOB_NAME_ANNOTATION
+            )
+            if owner:
+                queue.add((namespace or "", owner))
+
+        return registry
+
+    @staticmethod
+    def _wake(reconciler: Reconciler, queue: WorkQueue[Key]) -> None:
+        for key in reconciler.wake_queue():
+            queue.add(key)
+
+    # ---- lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        self.client.open()
+        await self._check_api()
+        placeholder: ClusterView = _EmptyView()
+        self.reconciler = Reconciler(self.client, self.settings, placeholder, self.events,
+                                     self.metrics)
+        self.queue = WorkQueue(self.reconciler.reconcile, workers=self.settings.workers,
+                               on_done=lambda _k, s, ok: self.metrics.reconciled(s, ok))
+        self.queue.start()
+        self.events.start()
+        await self.health.start(self.settings.bind_address, self.settings.health_port)
+        if not await self._any_analysisjob():
+            self.health.ready = True
+        log.info("operator started: %s, max concurrent jobs %s, health on :%d",
+                 ", ".join(self.settings.namespaces) or "all namespaces",
+                 self.settings.max_concurrent_jobs or "unlimited", self.health.port)
+
+    async def stop(self) -> None:
+        if self.queue is not None:
+            await self.queue.stop()
+        await self.events.stop()
+        await self.health.stop()
+        await self.client.close()
+
+    async def _check_api(self) -> None:
+        """Fail at start, with a clear message, if the CRD is missing."""
+        try:
+            await self.client.get(CRDS, CRD_NAME)
+        except NotFound:
+            raise kopf.PermanentError(
+                f"CRD {CRD_NAME} is not installed: kubectl apply -f crds/analysisjob.yaml"
+            ) from None
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+
+    async def _any_analysisjob(self) -> bool:
+        namespaces: list[str | None] = [*self.settings.namespaces] or [None]
+        for ns in namespaces:
+            page = await self.client.request("GET", ANALYSISJOBS.path(ns), params={"limit": "1"})
+            if page.get("items"):
+                return True
+        return False
+
+
+class _EmptyView:
+    def analysisjob(self, key: Key) -> ObservedAnalysisJob | None:
+        return None
+
+    def analysisjobs(self) -> Iterable[ObservedAnalysisJob]:
+        return ()
+
+    def jobs_of(self, key: Key) -> Iterable[ObservedJob]:
+        return ()
+
+    def jobs(self) -> Iterable[ObservedJob]:
+        return ()
+
+    def pod_of(self, namespace: str, job_name: str) -> ObservedPod | None:
+        return None

@@ -1,0 +1,132 @@
+"""Operator configuration: environment variables overridden by flags,
+validated once at start so a bad value fails fast with the variable's name."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "FONDATION_"
+
+
+class ConfigurationError(Exception):
+    """Raised with one line per offending setting."""
+
+
+class ResourceDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cpu_request: str = "500m"
+    memory_request: str = "1Gi"
+    ephemeral_request: str = "2Gi"
+    cpu_limit: str = "2"
+    memory_limit: str = "4Gi"
+    ephemeral_limit: str = "10Gi"
+
+
+class Settings(BaseModel):
+    """Every knob of the operator, with its default."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch; empty = the whole cluster."
+    )
+    max_concurrent_jobs: int = Field(
+        0, ge=0, description="Cluster-wide cap on unfinished Jobs; 0 = no cap."
+    )
+    runner_image: str = Field("fondation-runner:0.1.0", min_length=1)
+    image_pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
+    credentials_secret: str = Field(
+        "claude-credentials", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+    )
+    ingest_url: str = Field(
+        "http://fondation-operator.fondation-system.svc:8080",
+        pattern=r"^https?://[^\s]+$",
+        description="URL at which runner pods reach the operator's ingest endpoint.",
+    )
+    ingest_port: int = Field(8080, ge=0, le=65535)
+    health_port: int = Field(8081, ge=0, le=65535)
+    bind_address: str = "0.0.0.0"  # noqa: S104 - a pod's probes come from the node
+    ttl_seconds_after_finished: int = Field(3600, ge=0)
+    priority_class_name: str = ""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    runner_service_account: str = ""
+    workers: int = Field(16, ge=1, le=256, description="Concurrent reconciles.")
+    resources: ResourceDefaults = ResourceDefaults()
+    default_model: str = ""
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+
+# name -> (flag, parser of the environment string)
+_JSON_FIELDS = {"node_selector", "tolerations", "resources"}
+
+
+def _env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def _flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, info in Settings.model_fields.items():
+        parser.add_argument(
+            _flag_name(name),
+            dest=name,
+            default=None,
+            help=f"{info.description or name} (env {_env_name(name)})",
+        )
+
+
+def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Environment first, flags override; every problem reported at once."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    problems: list[str] = []
+    for name in Settings.model_fields:
+        value: str | None = getattr(args, name, None) if args is not None else None
+        source = _flag_name(name)
+        if value is None:
+            value = env.get(_env_name(name))
+            source = _env_name(name)
+        if value is None:
+            continue
+        if name in _JSON_FIELDS:
+            try:
+                raw[name] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                problems.append(f"{source}: not valid JSON ({exc.msg})")
+                continue
+        else:
+            raw[name] = value
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            where = f"{_flag_name(field)} / {_env_name(field)}"
+            problems.append(f"{where}: {err['msg']}")
+        settings = None
+    if problems:
+        raise ConfigurationError("invalid operator configuration:\n  " + "\n  ".join(problems))
+    assert settings is not None
+    return settings
+
+
+def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(prog="fondation operator")
+    add_arguments(parser)
+    return load(parser.parse_args(list(argv)), environ)

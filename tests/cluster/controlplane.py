@@ -1,0 +1,340 @@
+"""A real Kubernetes control plane for tests: etcd, kube-apiserver and
+kube-controller-manager, each its own OS process, on free loopback ports.
+
+Modelled on controller-runtime's envtest: binaries built from the pinned
+Kubernetes Go modules (tests/cluster/build.sh), state in a temporary
+directory, readiness awaited with a deadline, every process stopped by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+CRD_PATH = ROOT / "crds" / "analysisjob.yaml"
+ADMIN_USER = "fondation-admin"
+
+# Controllers a Job needs to become pods and to be cleaned up.
+CONTROLLERS = (
+    "job-controller",
+    "garbage-collector-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "ttl-after-finished-controller",
+    "namespace-controller",
+)
+
+
+class ProcessDied(RuntimeError):
+    """A component exited while we were waiting for it: no point waiting on."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def kcp_binary() -> Path:
+    """Build (or find cached) the multi-call control-plane binary."""
+    out = subprocess.run(
+        [str(HERE / "build.sh")], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return Path(out)
+
+
+def wait_for(predicate: object, *, timeout: float, interval: float = 0.05, what: str) -> None:
+    """Poll `predicate` until it returns truthy or `timeout` passes."""
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except ProcessDied:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported on timeout
+            last_error = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout)
+        self._log.close()
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class ControlPlane:
+    """Start with `start()`, stop with `stop()`; or use as a context manager."""
+
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fondation-kcp-")))
+    keep_workdir: bool = False
+    binary: Path | None = None
+    api_port: int = 0
+    admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    processes: list[Process] = field(default_factory=list)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.workdir / "certs" / "apiserver.crt"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "admin.kubeconfig"
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def start(self, *, timeout: float = 90.0) -> None:
+        self.binary = self.binary or kcp_binary()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_etcd(timeout)
+            self._start_apiserver(timeout)
+            self.write_kubeconfig(self.kubeconfig, token=self.admin_token)
+            self._start_controller_manager(timeout)
+            self.apply_file(CRD_PATH)
+            self.wait_crd_established("analysisjobs.fondation.dev", timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+        if not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _spawn(self, name: str, args: list[str]) -> Process:
+        assert self.binary is not None
+        log_path = self.workdir / f"{name}.log"
+        log = log_path.open("ab")
+        popen = subprocess.Popen(
+            [str(self.binary), name, *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        proc = Process(name, popen, log_path, log)
+        self.processes.append(proc)
+        return proc
+
+    def _check_alive(self, proc: Process) -> None:
+        if proc.popen.poll() is not None:
+            raise ProcessDied(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
+
+    def _start_etcd(self, timeout: float) -> None:
+        client, peer = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client}"
+        proc = self._spawn(
+            "etcd",
+            [
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync",
+                "--log-level=error",
+                "--quota-backend-bytes=4294967296",
+            ],
+        )
+
+        def healthy() -> bool:
+            self._check_alive(proc)
+            with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=1) as resp:
+                return b'"true"' in resp.read()
+
+        wait_for(healthy, timeout=timeout, what="etcd health")
+
+    def _start_apiserver(self, timeout: float) -> None:
+        certs = self.workdir / "certs"
+        certs.mkdir(exist_ok=True)
+        sa_key = certs / "sa.key"
+        subprocess.run(
+            ["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True, capture_output=True
+        )
+        tokens = self.workdir / "tokens.csv"
+        tokens.write_text(f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+        tokens.chmod(0o600)
+        self.api_port = free_port()
+        proc = self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--cert-dir={certs}",
+                f"--token-auth-file={tokens}",
+                "--authorization-mode=RBAC",
+                f"--service-account-key-file={sa_key}",
+                f"--service-account-signing-key-file={sa_key}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--api-audiences=https://kubernetes.default.svc",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--max-requests-inflight=1000",
+                "--max-mutating-requests-inflight=500",
+                "--v=0",
+            ],
+        )
+        self._sa_key = sa_key
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+
+        def ready() -> bool:
+            self._check_alive(proc)
+            req = urllib.request.Request(
+                f"{self.server}/readyz",
+                headers={"Authorization": f"Bearer {self.admin_token}"},
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=2, context=ctx) as resp:
+                    return bool(resp.status == 200)
+            except urllib.error.HTTPError:
+                return False
+
+        wait_for(ready, timeout=timeout, interval=0.1, what="kube-apiserver /readyz")
+
+    def _start_controller_manager(self, timeout: float) -> None:
+        proc = self._spawn(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={self.kubeconfig}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                f"--service-account-private-key-file={self._sa_key}",
+                f"--root-ca-file={self.ca_path}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--concurrent-job-syncs=20",
+                "--concurrent-gc-syncs=20",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--v=0",
+            ],
+        )
+
+        def default_sa() -> bool:
+            self._check_alive(proc)
+            out = self.kubectl("get", "serviceaccount", "default", "-n", "default",
+                               "-o", "name", check=False)
+            return out.returncode == 0
+
+        wait_for(default_sa, timeout=timeout, interval=0.2, what="controller-manager to run")
+
+    # ---- helpers ---------------------------------------------------------
+
+    def write_kubeconfig(self, path: Path, *, token: str, namespace: str = "default") -> Path:
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "local", "cluster": {"server": self.server,
+                                              "certificate-authority": str(self.ca_path)}}
+            ],
+            "users": [{"name": "user", "user": {"token": token}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "user",
+                                                       "namespace": namespace}}],
+            "current-context": "local",
+        }
+        path.write_text(yaml.safe_dump(doc))
+        path.chmod(0o600)
+        return path
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None,
+        kubeconfig: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        assert self.binary is not None
+        result = subprocess.run(
+            [str(self.binary), "kubectl", f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=60,
+            env={**os.environ, "KUBECTL_COMMAND": "kubectl"},
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def apply_file(self, path: Path) -> None:
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+
+    def wait_crd_established(self, name: str, timeout: float) -> None:
+        def established() -> bool:
+            out = self.kubectl(
+                "get", "crd", name, "-o",
+                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                check=False,
+            )
+            return out.stdout.strip() == "True"
+
+        wait_for(established, timeout=timeout, what=f"CRD {name} established")
+
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, *, duration: str = "24h"
+    ) -> Path:
+        """A kubeconfig holding a real, bound service-account token (TokenRequest API)."""
+        token = self.kubectl(
+            "create", "token", name, "-n", namespace, f"--duration={duration}"
+        ).stdout.strip()
+        return self.write_kubeconfig(
+            self.workdir / f"{namespace}-{name}.kubeconfig", token=token, namespace=namespace
+        )
