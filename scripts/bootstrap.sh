@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need, idempotently and cached:
 #   - the Python virtualenv (.venv), rebuilt when pyproject.toml changes;
+#   - the Node tooling for convex/ (node_modules), reinstalled when package-lock.json changes;
 #   - the test control plane binary (tests/cluster/kcp), rebuilt when its Go sources change.
 # Safe to run on a fresh machine and cheap to run again.
 set -euo pipefail
@@ -11,14 +12,22 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 python=${PYTHON:-python3}
 stamp=.venv/.pyproject.sha256
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+# Only what is installed matters: lint or test settings must not rebuild the venv.
+want=$("$python" -c 'import tomllib, json; d = tomllib.load(open("pyproject.toml", "rb")); p = d["project"]; print(json.dumps([p["dependencies"], p.get("optional-dependencies"), p.get("scripts"), d["tool"]["setuptools"]], sort_keys=True))' | sha256sum | cut -d" " -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "creating Python virtualenv in .venv"
   rm -rf .venv
   "$python" -m venv .venv
-  .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet -e '.[dev,claude]'
+  pip_log=$(mktemp)
+  if ! { .venv/bin/pip install --quiet --upgrade pip &&
+         .venv/bin/pip install --quiet -e '.[dev,claude]'; } >"$pip_log" 2>&1; then
+    cat "$pip_log" >&2
+    rm -f "$pip_log" .venv/bin/python
+    exit 1
+  fi
+  rm -f "$pip_log"
   echo "$want" > "$stamp"
 fi
 
+scripts/bootstrap-node.sh
 tests/cluster/build.sh >/dev/null

@@ -122,6 +122,7 @@ class AnalysisJobStatus(_Model):
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int = Field(0, alias="observedGeneration")
     attempt: int = 0
+    queue_revision: int = Field(0, alias="queueRevision")
     job_name: str = Field("", alias="jobName")
     pod_name: str = Field("", alias="podName")
     started_at: str = Field("", alias="startedAt")

@@ -95,5 +95,8 @@ class Course(_Model):
 
     @property
     def chapters(self) -> list[Document]:
-        return [d for d in self.documents if d.kind is DocumentKind.CHAPTER and
-                not d.title.startswith("Reviewed: ")]
+        return [
+            d
+            for d in self.documents
+            if d.kind is DocumentKind.CHAPTER and not d.title.startswith("Reviewed: ")
+        ]

@@ -42,7 +42,10 @@ class Admission:
         return max(0, self.max_concurrent - len(self.in_flight(running)))
 
     def admit(
-        self, cr: ObservedAnalysisJob, running: Iterable[Key], waiting: Iterable[ObservedAnalysisJob]
+        self,
+        cr: ObservedAnalysisJob,
+        running: Iterable[Key],
+        waiting: Iterable[ObservedAnalysisJob],
     ) -> bool:
         """May `cr` start now? Only if it is within the free slots at the head of the queue.
 
@@ -57,9 +60,9 @@ class Admission:
         if free == 0:
             return False
         inflight = self.in_flight(running)
-        head = sorted(
-            (w for w in waiting if w.key not in inflight), key=lambda w: w.queue_order
-        )[:free]
+        head = sorted((w for w in waiting if w.key not in inflight), key=lambda w: w.queue_order)[
+            :free
+        ]
         if any(w.key == cr.key for w in head):
             self.reserve(cr.key)
             return True

@@ -29,13 +29,29 @@ def running_keys(view: ClusterView) -> set[Key]:
     return {job.key for job in view.jobs() if not job.finished}
 
 
+TIMEOUT_REASON = "DeadlineExceeded"
+
+
+def needs_slot(view: ClusterView, cr: ObservedAnalysisJob) -> bool:
+    """Would `cr` start a Job if a slot were free: never started, or its last
+    attempt failed with retries left? A finished-but-not-yet-recorded success
+    does not need one."""
+    if cr.status.phase.terminal or cr.spec.cancel:
+        return False
+    jobs = list(view.jobs_of(cr.key))
+    if not jobs:
+        return True
+    last = max(jobs, key=lambda j: j.attempt)
+    return (
+        last.outcome == "Failed"
+        and last.reason != TIMEOUT_REASON
+        and last.attempt <= cr.spec.retries
+    )
+
+
 def waiting(view: ClusterView, running: set[Key]) -> list[ObservedAnalysisJob]:
-    """Live AnalysisJobs without an unfinished Job, in queue (FIFO) order."""
+    """AnalysisJobs waiting for a slot, in queue (FIFO) order."""
     return sorted(
-        (
-            cr
-            for cr in view.analysisjobs()
-            if not cr.status.phase.terminal and not cr.spec.cancel and cr.key not in running
-        ),
+        (cr for cr in view.analysisjobs() if cr.key not in running and needs_slot(view, cr)),
         key=lambda cr: cr.queue_order,
     )

@@ -43,8 +43,9 @@ class EventRecorder:
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            log.warning("event queue full, dropping %s/%s %s", event.namespace, event.name,
-                        event.reason)
+            log.warning(
+                "event queue full, dropping %s/%s %s", event.namespace, event.name, event.reason
+            )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-poster")
@@ -64,8 +65,13 @@ class EventRecorder:
             try:
                 await self._post(event)
             except (ApiError, OSError, TimeoutError) as exc:
-                log.warning("could not post event %s on %s/%s: %s", event.reason,
-                            event.namespace, event.name, exc)
+                log.warning(
+                    "could not post event %s on %s/%s: %s",
+                    event.reason,
+                    event.namespace,
+                    event.name,
+                    exc,
+                )
             finally:
                 self._queue.task_done()
 

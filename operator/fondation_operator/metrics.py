@@ -66,8 +66,12 @@ class Metrics:
         lines.append("# TYPE fondation_analysisjobs gauge")
         for phase in Phase:
             lines.append(f'fondation_analysisjobs{{phase="{phase.value}"}} {phases[phase]}')
-        for name, phase in (("queued", Phase.QUEUED), ("running", Phase.RUNNING),
-                            ("succeeded", Phase.SUCCEEDED), ("failed", Phase.FAILED)):
+        for name, phase in (
+            ("queued", Phase.QUEUED),
+            ("running", Phase.RUNNING),
+            ("succeeded", Phase.SUCCEEDED),
+            ("failed", Phase.FAILED),
+        ):
             lines.append(f"# TYPE fondation_analysisjobs_{name} gauge")
             lines.append(f"fondation_analysisjobs_{name} {phases[phase]}")
         lines.append("# HELP fondation_jobs_in_flight Unfinished runner Jobs (pending pods count).")
@@ -75,8 +79,10 @@ class Metrics:
         lines.append(f"fondation_jobs_in_flight {in_flight}")
         lines.append("# TYPE fondation_analysisjobs_finished_total counter")
         for phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED):
-            lines.append(f'fondation_analysisjobs_finished_total{{phase="{phase.value}"}} '
-                         f"{self.finished_total[phase]}")
+            lines.append(
+                f'fondation_analysisjobs_finished_total{{phase="{phase.value}"}} '
+                f"{self.finished_total[phase]}"
+            )
         lines.append("# TYPE fondation_reconcile_errors_total counter")
         lines.append(f"fondation_reconcile_errors_total {self.reconcile_errors}")
         lines.append("# HELP fondation_reconcile_duration_seconds Time of one reconcile.")

@@ -33,9 +33,20 @@ class ObservedAnalysisJob:
         return (self.namespace, self.name)
 
     @property
-    def queue_order(self) -> tuple[str, str, str]:
-        """FIFO by creation time; ties (same second) by namespace and name."""
-        return (self.created, self.namespace, self.name)
+    def queue_order(self) -> tuple[str, int, str, str]:
+        """FIFO by creation time, then by creation revision.
+
+        creationTimestamp has one-second resolution; within a second the
+        resourceVersion of a never-reconciled object (no status yet) is its
+        creation revision, recorded as `queueRevision` when it is queued.
+        """
+        revision = self.status.queue_revision
+        if not revision and not self.raw_status:
+            try:
+                revision = int(self.resource_version)
+            except ValueError:
+                revision = 0
+        return (self.created, revision, self.namespace, self.name)
 
     @classmethod
     def from_body(cls, body: Any) -> ObservedAnalysisJob:

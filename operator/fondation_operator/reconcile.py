@@ -10,6 +10,7 @@ AlreadyExists means the step was already done.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 from fondation_contracts.analysisjob import Phase
 from fondation_operator import jobbuilder, names, status
 from fondation_operator.admission import Admission
-from fondation_operator.cache import ClusterView, running_keys, waiting
+from fondation_operator.cache import TIMEOUT_REASON, ClusterView, running_keys, waiting
 from fondation_operator.events import Event, EventRecorder
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.errors import Conflict, NotFound
@@ -28,8 +29,6 @@ from fondation_operator.observed import Key, ObservedAnalysisJob, ObservedJob
 from fondation_operator.settings import Settings
 
 log = logging.getLogger(__name__)
-
-TIMEOUT_REASON = "DeadlineExceeded"
 
 
 @dataclass
@@ -68,6 +67,8 @@ class Reconciler:
 
     def wake_queue(self) -> list[Key]:
         """Keys at the head of the queue that may start now that a slot is free."""
+        if self.admission.unlimited:
+            return []  # nothing ever waits
         running = running_keys(self.view)
         free = self.admission.free_slots(running)
         return [cr.key for cr in waiting(self.view, running)[:free]]
@@ -110,16 +111,22 @@ class Reconciler:
         else:
             await self._after_failure(cr, job)
 
-    async def _admit_and_start(self, cr: ObservedAnalysisJob, attempt: int, *,
-                               queued_reason: str) -> None:
+    async def _admit_and_start(
+        self, cr: ObservedAnalysisJob, attempt: int, *, queued_reason: str
+    ) -> None:
         running = running_keys(self.view)
         if self.admission.admit(cr, running, waiting(self.view, running)):
             await self._start(cr, attempt)
             return
         if cr.status.phase is not Phase.QUEUED:
-            message = (f"{len(self.admission.in_flight(running))} analyses in flight, "
-                       f"cap {self.admission.max_concurrent}")
-            await self._transition(cr, Phase.QUEUED, reason=queued_reason, message=message)
+            message = (
+                f"{len(self.admission.in_flight(running))} analyses in flight, "
+                f"cap {self.admission.max_concurrent}"
+            )
+            revision = cr.queue_order[1]
+            await self._transition(
+                cr, Phase.QUEUED, reason=queued_reason, message=message, queueRevision=revision
+            )
             self._event(cr, "Normal", "Queued", message)
 
     async def _start(self, cr: ObservedAnalysisJob, attempt: int) -> None:
@@ -139,8 +146,13 @@ class Reconciler:
             fields["startedAt"] = status.now()
         if cr.status.phase is Phase.RUNNING and cr.status.attempt == attempt:
             return
-        await self._transition(cr, Phase.RUNNING, reason="JobCreated",
-                               message=f"attempt {attempt}: Job {job_name}", **fields)
+        await self._transition(
+            cr,
+            Phase.RUNNING,
+            reason="JobCreated",
+            message=f"attempt {attempt}: Job {job_name}",
+            **fields,
+        )
         self._event(cr, "Normal", "Started", f"attempt {attempt}: created Job {job_name}")
 
     async def _create_once(self, res: Any, body: dict[str, Any], namespace: str) -> None:
@@ -158,14 +170,27 @@ class Reconciler:
             if pod_name != st.pod_name:
                 await self._write(cr, {"podName": pod_name})
             return
-        await self._transition(cr, Phase.RUNNING, reason="JobRunning",
-                               message=f"attempt {job.attempt}: Job {job.name}",
-                               attempt=job.attempt, jobName=job.name, podName=pod_name)
+        await self._transition(
+            cr,
+            Phase.RUNNING,
+            reason="JobRunning",
+            message=f"attempt {job.attempt}: Job {job.name}",
+            attempt=job.attempt,
+            jobName=job.name,
+            podName=pod_name,
+        )
 
     async def _succeed(self, cr: ObservedAnalysisJob, job: ObservedJob) -> None:
         message = f"attempt {job.attempt} completed"
-        await self._transition(cr, Phase.SUCCEEDED, reason="Succeeded", message=message,
-                               attempt=job.attempt, jobName=job.name, failure=None)
+        await self._transition(
+            cr,
+            Phase.SUCCEEDED,
+            reason="Succeeded",
+            message=message,
+            attempt=job.attempt,
+            jobName=job.name,
+            failure=None,
+        )
         self.metrics.finished(Phase.SUCCEEDED)
         self._event(cr, "Normal", "Succeeded", message)
 
@@ -177,35 +202,47 @@ class Reconciler:
         if not timed_out and job.attempt <= cr.spec.retries:
             next_attempt = job.attempt + 1
             if cr.status.phase is not Phase.QUEUED:
-                self._event(cr, "Warning", "AttemptFailed",
-                            f"attempt {job.attempt} failed: {detail}; retrying "
-                            f"(attempt {next_attempt} of {cr.spec.retries + 1})")
+                self._event(
+                    cr,
+                    "Warning",
+                    "AttemptFailed",
+                    f"attempt {job.attempt} failed: {detail}; retrying "
+                    f"(attempt {next_attempt} of {cr.spec.retries + 1})",
+                )
             await self._admit_and_start(cr, next_attempt, queued_reason="RetryWaitingForSlot")
             return
         reason = "Timeout" if timed_out else "AttemptsExhausted"
-        message = (f"timed out after {cr.spec.timeout_seconds}s: {detail}" if timed_out
-                   else f"attempt {job.attempt} of {cr.spec.retries + 1} failed: {detail}")
-        await self._transition(cr, Phase.FAILED, reason=reason, message=message,
-                               attempt=job.attempt, jobName=job.name,
-                               failure={"reason": reason, "message": message[:1024]})
+        message = (
+            f"timed out after {cr.spec.timeout_seconds}s: {detail}"
+            if timed_out
+            else f"attempt {job.attempt} of {cr.spec.retries + 1} failed: {detail}"
+        )
+        await self._transition(
+            cr,
+            Phase.FAILED,
+            reason=reason,
+            message=message,
+            attempt=job.attempt,
+            jobName=job.name,
+            failure={"reason": reason, "message": message[:1024]},
+        )
         self.metrics.finished(Phase.FAILED)
         self._event(cr, "Warning", "Failed", message)
 
     async def _cancel(self, cr: ObservedAnalysisJob, jobs: dict[int, ObservedJob]) -> None:
         await self._delete_unfinished(jobs.values())
         self.admission.observed(cr.key)
-        await self._transition(cr, Phase.CANCELLED, reason="Cancelled",
-                               message="cancelled by spec.cancel")
+        await self._transition(
+            cr, Phase.CANCELLED, reason="Cancelled", message="cancelled by spec.cancel"
+        )
         self.metrics.finished(Phase.CANCELLED)
         self._event(cr, "Normal", "Cancelled", "cancelled by spec.cancel; runner Job deleted")
 
     async def _delete_unfinished(self, jobs: Any) -> None:
         for job in jobs:
             if not job.finished:
-                try:
+                with contextlib.suppress(NotFound):
                     await self.client.delete(JOBS, job.name, job.namespace)
-                except NotFound:
-                    pass
 
     # ---- writing ---------------------------------------------------------
 

@@ -26,13 +26,15 @@ from fondation_operator.workqueue import WorkQueue
 log = logging.getLogger("fondation.operator")
 CRD_NAME = f"{aj.PLURAL}.{aj.GROUP}"
 ANALYSISJOB_NAME_ANNOTATION = "fondation.dev/analysisjob-name"
+_TERMINAL = {p.value for p in aj.Phase if p.terminal}
 
 
 class IndexView:
     """kopf's indices seen through the ClusterView protocol."""
 
-    def __init__(self, crs: kopf.Index[Any, Any], jobs: kopf.Index[Any, Any],
-                 pods: kopf.Index[Any, Any]) -> None:
+    def __init__(
+        self, crs: kopf.Index[Any, Any], jobs: kopf.Index[Any, Any], pods: kopf.Index[Any, Any]
+    ) -> None:
         self._crs, self._jobs, self._pods = crs, jobs, pods
 
     def analysisjob(self, key: Key) -> ObservedAnalysisJob | None:
@@ -133,7 +135,9 @@ class Operator:
             return self.reconciler, self.queue
 
         @kopf.on.event(aj.GROUP, aj.VERSION, aj.PLURAL, registry=registry)
-        async def on_analysisjob(type: str, namespace: str | None, name: str, **kwargs: Any) -> None:
+        async def on_analysisjob(
+            type: str, namespace: str | None, name: str, **kwargs: Any
+        ) -> None:
             reconciler, queue = bind(kwargs)
             key = (namespace or "", name)
             if type == "DELETED":
@@ -141,6 +145,8 @@ class Operator:
                 self._wake(reconciler, queue)
                 return
             queue.add(key)
+            if (kwargs.get("status") or {}).get("phase") in _TERMINAL:
+                self._wake(reconciler, queue)
 
         @kopf.on.event("batch", "v1", "jobs", labels=labelled, registry=registry)
         async def on_job(type: str, body: kopf.Body, **kwargs: Any) -> None:
@@ -175,18 +181,25 @@ class Operator:
         self.client.open()
         await self._check_api()
         placeholder: ClusterView = _EmptyView()
-        self.reconciler = Reconciler(self.client, self.settings, placeholder, self.events,
-                                     self.metrics)
-        self.queue = WorkQueue(self.reconciler.reconcile, workers=self.settings.workers,
-                               on_done=lambda _k, s, ok: self.metrics.reconciled(s, ok))
+        self.reconciler = Reconciler(
+            self.client, self.settings, placeholder, self.events, self.metrics
+        )
+        self.queue = WorkQueue(
+            self.reconciler.reconcile,
+            workers=self.settings.workers,
+            on_done=lambda _k, s, ok: self.metrics.reconciled(s, ok),
+        )
         self.queue.start()
         self.events.start()
         await self.health.start(self.settings.bind_address, self.settings.health_port)
         if not await self._any_analysisjob():
             self.health.ready = True
-        log.info("operator started: %s, max concurrent jobs %s, health on :%d",
-                 ", ".join(self.settings.namespaces) or "all namespaces",
-                 self.settings.max_concurrent_jobs or "unlimited", self.health.port)
+        log.info(
+            "operator started: %s, max concurrent jobs %s, health on :%d",
+            ", ".join(self.settings.namespaces) or "all namespaces",
+            self.settings.max_concurrent_jobs or "unlimited",
+            self.health.port,
+        )
 
     async def stop(self) -> None:
         if self.queue is not None:

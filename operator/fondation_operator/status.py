@@ -74,7 +74,9 @@ async def transition(
     return await write(client, cr, patch)
 
 
-async def write(client: KubeClient, cr: ObservedAnalysisJob, patch: dict[str, Any]) -> dict[str, Any]:
+async def write(
+    client: KubeClient, cr: ObservedAnalysisJob, patch: dict[str, Any]
+) -> dict[str, Any]:
     """Merge-patch status fields (progress, result...) without a transition."""
     return await client.patch(
         ANALYSISJOBS,

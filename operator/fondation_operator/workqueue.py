@@ -94,12 +94,17 @@ class WorkQueue(Generic[K]):
                 ok = True
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure is retried with backoff
+            except Exception as exc:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = min(self._max, self._base * 2 ** (failures - 1))
-                log.warning("reconcile of %s failed (try %d), retrying in %.1fs: %s",
-                            key, failures, delay, exc)
+                log.warning(
+                    "reconcile of %s failed (try %d), retrying in %.1fs: %s",
+                    key,
+                    failures,
+                    delay,
+                    exc,
+                )
                 self.add_after(key, delay)
             else:
                 self._failures.pop(key, None)

@@ -71,7 +71,7 @@ def wait_for(predicate: object, *, timeout: float, interval: float = 0.05, what:
                 return
         except ProcessDied:
             raise
-        except Exception as exc:  # noqa: BLE001 - reported on timeout
+        except Exception as exc:
             last_error = exc
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
@@ -272,8 +272,9 @@ class ControlPlane:
 
         def default_sa() -> bool:
             self._check_alive(proc)
-            out = self.kubectl("get", "serviceaccount", "default", "-n", "default",
-                               "-o", "name", check=False)
+            out = self.kubectl(
+                "get", "serviceaccount", "default", "-n", "default", "-o", "name", check=False
+            )
             return out.returncode == 0
 
         wait_for(default_sa, timeout=timeout, interval=0.2, what="controller-manager to run")
@@ -285,12 +286,18 @@ class ControlPlane:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": "local", "cluster": {"server": self.server,
-                                              "certificate-authority": str(self.ca_path)}}
+                {
+                    "name": "local",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_path)},
+                }
             ],
             "users": [{"name": "user", "user": {"token": token}}],
-            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "user",
-                                                       "namespace": namespace}}],
+            "contexts": [
+                {
+                    "name": "local",
+                    "context": {"cluster": "local", "user": "user", "namespace": namespace},
+                }
+            ],
             "current-context": "local",
         }
         path.write_text(yaml.safe_dump(doc))
@@ -298,11 +305,14 @@ class ControlPlane:
         return path
 
     def kubectl(
-        self, *args: str, check: bool = True, input: str | None = None,
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
         kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         assert self.binary is not None
-        result = subprocess.run(
+        result = subprocess.run(  # noqa: PLW1510 - `check` is handled below, with stderr
             [str(self.binary), "kubectl", f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
             capture_output=True,
             text=True,
@@ -320,7 +330,10 @@ class ControlPlane:
     def wait_crd_established(self, name: str, timeout: float) -> None:
         def established() -> bool:
             out = self.kubectl(
-                "get", "crd", name, "-o",
+                "get",
+                "crd",
+                name,
+                "-o",
                 "jsonpath={.status.conditions[?(@.type=='Established')].status}",
                 check=False,
             )

@@ -56,8 +56,13 @@ class OperatorProcess:
             **self.env,
         }
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "fondation_operator", f"--kubeconfig={self.kubeconfig}",
-             *self.args],
+            [
+                sys.executable,
+                "-m",
+                "fondation_operator",
+                f"--kubeconfig={self.kubeconfig}",
+                *self.args,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -100,8 +100,12 @@ class KubeClient:
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> list[Body]:
-        return [item async for item in self.iterate(res, namespace, label_selector=label_selector,
-                                                    field_selector=field_selector)]
+        return [
+            item
+            async for item in self.iterate(
+                res, namespace, label_selector=label_selector, field_selector=field_selector
+            )
+        ]
 
     async def iterate(
         self,
@@ -130,9 +134,7 @@ class KubeClient:
         self, res: Resource, body: Body, namespace: str | None = None, *, strict: bool = False
     ) -> Body:
         params = {"fieldValidation": "Strict"} if strict else None
-        result: Body = await self.request(
-            "POST", res.path(namespace), body=body, params=params
-        )
+        result: Body = await self.request("POST", res.path(namespace), body=body, params=params)
         return result
 
     async def patch(

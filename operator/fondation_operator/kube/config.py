@@ -120,6 +120,4 @@ def load(kubeconfig: str | None = None, context: str | None = None) -> Connectio
         default = Path.home() / ".kube" / "config"
         if default.exists():
             return from_kubeconfig(default, context)
-        raise ConfigError(
-            "no Kubernetes connection: set KUBECONFIG or run in a cluster"
-        ) from None
+        raise ConfigError("no Kubernetes connection: set KUBECONFIG or run in a cluster") from None

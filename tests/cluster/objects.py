@@ -1,0 +1,136 @@
+"""Building and driving objects on the test control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from fondation_contracts import analysisjob as aj
+from fondation_operator.kube.client import KubeClient
+from fondation_operator.kube.resources import ANALYSISJOBS, JOBS, PODS
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """Await `probe()` until it returns a truthy value, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = await probe()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        await asyncio.sleep(interval)
+
+
+def analysisjob(name: str, **spec: Any) -> dict[str, Any]:
+    body_spec: dict[str, Any] = {
+        "source": {"repository": "https://example.com/acme/widgets.git", "ref": "main"},
+        "backend": "offline",
+    }
+    body_spec.update(spec)
+    return {
+        "apiVersion": aj.API_VERSION,
+        "kind": aj.KIND,
+        "metadata": {"name": name},
+        "spec": body_spec,
+    }
+
+
+async def create_aj(kube: KubeClient, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    return await kube.create(ANALYSISJOBS, analysisjob(name, **spec), namespace)
+
+
+async def get_aj(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:
+    return await kube.get(ANALYSISJOBS, name, namespace)
+
+
+async def phase_of(kube: KubeClient, namespace: str, name: str) -> str:
+    body = await get_aj(kube, namespace, name)
+    return str((body.get("status") or {}).get("phase", ""))
+
+
+async def wait_phase(
+    kube: KubeClient, namespace: str, name: str, phase: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        body = await get_aj(kube, namespace, name)
+        return body if (body.get("status") or {}).get("phase") == phase else None
+
+    return await eventually(probe, timeout=timeout, what=f"{namespace}/{name} phase {phase}")
+
+
+async def jobs_of(
+    kube: KubeClient, namespace: str, name: str | None = None
+) -> list[dict[str, Any]]:
+    selector = f"{aj.LABEL_ANALYSISJOB}={name}" if name else aj.LABEL_ANALYSISJOB
+    return await kube.list(JOBS, namespace, label_selector=selector)
+
+
+async def pods_of_job(kube: KubeClient, namespace: str, job: str) -> list[dict[str, Any]]:
+    return await kube.list(PODS, namespace, label_selector=f"batch.kubernetes.io/job-name={job}")
+
+
+async def wait_pod(kube: KubeClient, namespace: str, job: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        pods = await pods_of_job(kube, namespace, job)
+        return pods[0] if pods else None
+
+    return await eventually(probe, what=f"a pod of Job {job}")
+
+
+async def finish_pod(
+    kube: KubeClient, namespace: str, pod: str, *, exit_code: int, message: str = ""
+) -> None:
+    """Set a pod's status as a kubelet would when its container exits."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    phase = "Succeeded" if exit_code == 0 else "Failed"
+    terminated: dict[str, Any] = {
+        "exitCode": exit_code,
+        "reason": "Completed" if exit_code == 0 else "Error",
+        "startedAt": now,
+        "finishedAt": now,
+    }
+    if message:
+        terminated["message"] = message
+    await kube.patch(
+        PODS,
+        pod,
+        {
+            "status": {
+                "phase": phase,
+                "startTime": now,
+                "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted"}],
+                "containerStatuses": [
+                    {
+                        "name": "runner",
+                        "image": "fondation-runner:0.1.0",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"terminated": terminated},
+                    }
+                ],
+            }
+        },
+        namespace,
+        sub="status",
+    )
+
+
+async def finish_job(
+    kube: KubeClient, namespace: str, job: str, *, exit_code: int, message: str = ""
+) -> None:
+    pod = await wait_pod(kube, namespace, job)
+    await finish_pod(kube, namespace, pod["metadata"]["name"], exit_code=exit_code, message=message)

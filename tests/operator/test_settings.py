@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+
+from fondation_operator import settings
+
+
+def test_defaults() -> None:
+    s = settings.parse([], environ={})
+    assert s.max_concurrent_jobs == 0
+    assert s.health_port == 8081
+    assert s.namespaces == []
+
+
+def test_flags_override_environment() -> None:
+    s = settings.parse(
+        ["--max-concurrent-jobs", "3"],
+        environ={"FONDATION_MAX_CONCURRENT_JOBS": "9", "FONDATION_NAMESPACES": "a, b"},
+    )
+    assert s.max_concurrent_jobs == 3
+    assert s.namespaces == ["a", "b"]
+
+
+def test_every_bad_value_is_named() -> None:
+    with pytest.raises(settings.ConfigurationError) as err:
+        settings.parse(
+            ["--health-port", "99999"],
+            environ={"FONDATION_MAX_CONCURRENT_JOBS": "lots", "FONDATION_TOLERATIONS": "[{"},
+        )
+    text = str(err.value)
+    assert "--health-port / FONDATION_HEALTH_PORT" in text
+    assert "FONDATION_MAX_CONCURRENT_JOBS" in text
+    assert "FONDATION_TOLERATIONS: not valid JSON" in text
