@@ -1,0 +1,1 @@
+"""The `fondation` command: analyse a repository locally, read a course."""

@@ -1,0 +1,5 @@
+import sys
+
+from fondation_cli.main import main
+
+sys.exit(main())

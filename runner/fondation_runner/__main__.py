@@ -1,0 +1,3 @@
+from fondation_runner.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""Checking out the repository to analyse.
+
+One way for every source and ref: `git init`, a shallow `git fetch` of the
+ref (branch, tag, 40-hex commit, or the remote's HEAD when empty), then a
+detached checkout, so the recorded commit is exactly what was analysed.
+
+The clone handles untrusted input, so it is careful about three things:
+- it runs git with the Claude credentials scrubbed from the environment
+  (only the analyze step may see them) and without a terminal prompt;
+- it checks symbolic links out as plain files (`core.symlinks=false`): a
+  link in the repository cannot make a later step read outside the clone;
+- it watches the clone's size while git runs and stops it past a limit,
+  so a huge repository is refused early with a clear message rather than
+  filling the pod's disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fondation_contracts.ingest import TOKEN_FILE_ENV
+
+DEFAULT_MAX_BYTES = 500 * 1024 * 1024
+DEFAULT_TIMEOUT_SECONDS = 900.0
+_WATCH_INTERVAL_SECONDS = 0.25
+
+SECRET_ENV_NAMES = frozenset(
+    {"CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", TOKEN_FILE_ENV}
+)
+SECRET_ENV_PREFIXES = ("ANTHROPIC_", "CLAUDE_")
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:]")
+_URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
+_CREDENTIALS_IN_URL = re.compile(r"(://)[^/@\s]+@")
+
+_GIT_CONFIG = (
+    "-c",
+    "core.symlinks=false",
+    "-c",
+    "protocol.ext.allow=never",
+    "-c",
+    "advice.detachedHead=false",
+    "-c",
+    "init.defaultBranch=main",
+)
+
+
+class CloneError(Exception):
+    """The repository could not be checked out; the message says why."""
+
+
+class RepositoryTooLarge(CloneError):
+    pass
+
+
+@dataclass(frozen=True)
+class Checkout:
+    root: Path
+    """The clone's work tree."""
+    source_dir: Path
+    """What to analyse: `root`, or `root/subPath`."""
+    commit: str
+
+
+def git_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment git runs with: the caller's, minus every credential."""
+    env = dict(os.environ if base is None else base)
+    for name in list(env):
+        if name in SECRET_ENV_NAMES or name.startswith(SECRET_ENV_PREFIXES):
+            del env[name]
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env["GIT_LFS_SKIP_SMUDGE"] = "1"
+    return env
+
+
+def repository_url(repository: str) -> str:
+    """The URL git fetches from: remote URLs as given, local paths as `file://`.
+
+    A local path becomes a `file://` URL because git ignores `--depth` for
+    plain paths. Anything else (an option-like string, `ext::` transports)
+    is refused.
+    """
+    if repository.startswith(_URL_SCHEMES) or _SCP_LIKE.match(repository):
+        return repository
+    if "::" in repository or repository.startswith("-") or not repository:
+        raise CloneError(f"not a repository URL or local path: {redact(repository)!r}")
+    path = Path(repository).expanduser().resolve()
+    if not path.is_dir():
+        raise CloneError(f"local repository {path} does not exist")
+    return path.as_uri()
+
+
+def redact(text: str) -> str:
+    """Hide `user:password@` in URLs before they reach a message."""
+    return _CREDENTIALS_IN_URL.sub(r"\1***@", text)
+
+
+def clone(
+    repository: str,
+    dest: Path,
+    *,
+    ref: str = "",
+    sub_path: str = "",
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> Checkout:
+    """Check `repository` out at `ref` into the empty or absent directory `dest`."""
+    if ref and not (_COMMIT.match(ref) or (_REF.match(ref) and ".." not in ref)):
+        raise CloneError(f"not a branch, tag or 40-hex commit: {ref!r}")
+    url = repository_url(repository)
+    if dest.exists() and any(dest.iterdir()):
+        raise CloneError(f"clone destination {dest} is not empty")
+    dest.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    git = _Git(dest, max_bytes=max_bytes, deadline=deadline)
+
+    git.run("init", "--quiet")
+    git.run("remote", "add", "origin", url)
+    wanted = ref or "HEAD"
+    target = "FETCH_HEAD"
+    try:
+        git.run("fetch", "--quiet", "--depth", "1", "--no-tags", "origin", wanted)
+    except RepositoryTooLarge:
+        raise
+    except CloneError as shallow_error:
+        if not _COMMIT.match(ref):
+            raise CloneError(
+                f"cannot fetch {wanted!r} from {redact(repository)}: {shallow_error}"
+            ) from None
+        # Some servers refuse a shallow fetch of a bare commit id; the full
+        # history contains it if it exists at all.
+        git.run("fetch", "--quiet", "--no-tags", "origin")
+        target = ref
+    git.run("checkout", "--quiet", "--detach", target)
+    commit = git.run("rev-parse", "HEAD").strip()
+    if _COMMIT.match(ref) and commit != ref:
+        raise CloneError(f"checked out {commit}, not the requested commit {ref}")
+    return Checkout(root=dest, source_dir=_sub_directory(dest, sub_path), commit=commit)
+
+
+def directory_size(path: Path) -> int:
+    """Bytes used by the files under `path` (links not followed)."""
+    total = 0
+    for dirpath, _, filenames in os.walk(path):
+        for name in filenames:
+            try:
+                total += (Path(dirpath) / name).lstat().st_size
+            except FileNotFoundError:
+                continue  # git renames its temporary files as it goes
+    return total
+
+
+def _sub_directory(root: Path, sub_path: str) -> Path:
+    if not sub_path.strip("/"):
+        return root
+    relative = Path(sub_path.strip("/"))
+    if relative.is_absolute() or ".." in relative.parts:
+        raise CloneError(f"subPath {sub_path!r} must stay inside the repository")
+    source_dir = (root / relative).resolve()
+    if not source_dir.is_relative_to(root.resolve()) or not source_dir.is_dir():
+        raise CloneError(f"subPath {sub_path!r} is not a directory of the repository")
+    return source_dir
+
+
+class _Git:
+    """Runs git in the clone, watching its size and the overall deadline."""
+
+    def __init__(self, cwd: Path, *, max_bytes: int, deadline: float) -> None:
+        self.cwd = cwd
+        self.max_bytes = max_bytes
+        self.deadline = deadline
+        self.env = git_environment()
+
+    def run(self, *args: str) -> str:
+        process = subprocess.Popen(
+            ["git", *_GIT_CONFIG, *args],
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            while True:
+                try:
+                    stdout, stderr = process.communicate(timeout=_WATCH_INTERVAL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    self._check_limits()
+        except BaseException:
+            process.kill()
+            process.communicate()
+            raise
+        self._check_limits()
+        if process.returncode != 0:
+            detail = redact(stderr.strip().splitlines()[-1] if stderr.strip() else "")
+            raise CloneError(f"git {args[0]} failed ({process.returncode}): {detail}")
+        return stdout
+
+    def _check_limits(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise CloneError("the clone took too long and was stopped")
+        size = directory_size(self.cwd)
+        if size > self.max_bytes:
+            raise RepositoryTooLarge(
+                f"the repository is larger than the {_megabytes(self.max_bytes)} limit "
+                f"(stopped at {_megabytes(size)}); analyse a subPath or raise the limit"
+            )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.0f} MB" if size >= 1024 * 1024 else f"{size} bytes"

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from fondation_runner.layout import chapter_file_name, resolve_output_dir, slugify
+
+
+def test_slugify() -> None:
+    assert slugify("Request Router (v2)") == "request-router-v2"
+    assert slugify("Évènement & Co.") == "evenement-co"
+    assert slugify("日本語") == ""
+    assert len(slugify("x" * 300)) == 60
+
+
+def test_chapter_file_names_are_zero_padded_from_one() -> None:
+    assert chapter_file_name(0, "Task Queue") == "01_task-queue.md"
+    assert chapter_file_name(11, "Worker") == "12_worker.md"
+    assert chapter_file_name(2, "日本語") == "03_chapter.md"
+
+
+def test_output_dir_may_be_given_as_its_parent(tmp_path: Path) -> None:
+    assert resolve_output_dir(tmp_path) == tmp_path
+    (tmp_path / ".claude-tutorial-output").mkdir()
+    assert resolve_output_dir(tmp_path) == tmp_path / ".claude-tutorial-output"
