@@ -1,5 +1,10 @@
 """What the reconciler reads: the operator's in-memory view of the cluster.
 
+Only AnalysisJobs and their Jobs are watched. Pods are not: there is one per
+Job, they change often and weigh the most, and the reconciler needs a pod
+only twice in an attempt (its name once it exists, its message if it fails),
+which two reads cover.
+
 In the operator this view is kopf's indices (filled from a full listing
 before any handler runs); in unit tests it is plain dictionaries.
 """
@@ -9,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from fondation_operator.observed import Key, ObservedAnalysisJob, ObservedJob, ObservedPod
+from fondation_operator.observed import Key, ObservedAnalysisJob, ObservedJob
 
 
 class ClusterView(Protocol):
@@ -20,8 +25,6 @@ class ClusterView(Protocol):
     def jobs_of(self, key: Key) -> Iterable[ObservedJob]: ...
 
     def jobs(self) -> Iterable[ObservedJob]: ...
-
-    def pod_of(self, namespace: str, job_name: str) -> ObservedPod | None: ...
 
 
 def running_keys(view: ClusterView) -> set[Key]:

@@ -16,7 +16,9 @@ from fondation_operator.runtime import Operator
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="fondation operator")
+    parser = parser or argparse.ArgumentParser(
+        prog="fondation operator", description="Run the operator until SIGTERM."
+    )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
     parser.add_argument("--context", help="kubeconfig context")
     parser.add_argument(

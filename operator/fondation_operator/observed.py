@@ -83,6 +83,7 @@ class ObservedJob:
     """'' while unfinished, else 'Complete' or 'Failed'."""
     reason: str
     message: str
+    active: int = 0
 
     @property
     def key(self) -> Key:
@@ -106,7 +107,8 @@ class ObservedJob:
         if owner is None:
             return None
         outcome = reason = message = ""
-        for cond in (body.get("status") or {}).get("conditions") or []:
+        status = body.get("status") or {}
+        for cond in status.get("conditions") or []:
             if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
                 outcome = cond["type"]
                 reason = cond.get("reason", "")
@@ -115,7 +117,16 @@ class ObservedJob:
             attempt = int((meta.get("labels") or {}).get(aj.LABEL_ATTEMPT, "0"))
         except ValueError:
             attempt = 0
-        return cls(meta["namespace"], meta["name"], owner, attempt, outcome, reason, message)
+        return cls(
+            meta["namespace"],
+            meta["name"],
+            owner,
+            attempt,
+            outcome,
+            reason,
+            message,
+            int(status.get("active") or 0),
+        )
 
 
 @dataclass(frozen=True)

@@ -12,23 +12,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from fondation_contracts.analysisjob import Phase
-from fondation_operator import jobbuilder, names, status
+from fondation_contracts.analysisjob import TOTAL_STEPS, Phase
+from fondation_contracts.course import Course
+from fondation_contracts.ingest import ProgressEvent, StepState
+from fondation_operator import course_store, jobbuilder, names, status, tokens
 from fondation_operator.admission import Admission
 from fondation_operator.cache import TIMEOUT_REASON, ClusterView, running_keys, waiting
 from fondation_operator.events import Event, EventRecorder
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.errors import Conflict, NotFound
-from fondation_operator.kube.resources import JOBS, SECRETS
+from fondation_operator.kube.resources import JOBS, PODS, SECRETS
 from fondation_operator.metrics import Metrics
-from fondation_operator.observed import Key, ObservedAnalysisJob, ObservedJob
+from fondation_operator.observed import Key, ObservedAnalysisJob, ObservedJob, ObservedPod
 from fondation_operator.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_STEP_EVENTS: dict[StepState, tuple[str, Literal["Normal", "Warning"]]] = {
+    StepState.CLONING: ("Cloning", "Normal"),
+    StepState.STARTED: ("StepStarted", "Normal"),
+    StepState.RETRYING: ("StepRetrying", "Warning"),
+    StepState.FINISHED: ("StepFinished", "Normal"),
+    StepState.FAILED: ("StepFailed", "Warning"),
+}
 
 
 @dataclass
@@ -38,6 +47,7 @@ class Reconciler:
     view: ClusterView
     events: EventRecorder
     metrics: Metrics
+    token_key: bytes
     admission: Admission = field(init=False)
     _recent: dict[Key, ObservedAnalysisJob] = field(default_factory=dict, init=False)
 
@@ -131,7 +141,7 @@ class Reconciler:
 
     async def _start(self, cr: ObservedAnalysisJob, attempt: int) -> None:
         job_body = jobbuilder.build_job(cr, attempt, self.settings)
-        secret_body = jobbuilder.build_token_secret(cr, secrets.token_urlsafe(32))
+        secret_body = jobbuilder.build_token_secret(cr, tokens.for_analysis(self.token_key, cr.uid))
         try:
             await asyncio.gather(
                 self._create_once(SECRETS, secret_body, cr.namespace),
@@ -163,9 +173,11 @@ class Reconciler:
                 raise
 
     async def _observe_running(self, cr: ObservedAnalysisJob, job: ObservedJob) -> None:
-        pod = self.view.pod_of(job.namespace, job.name)
-        pod_name = pod.name if pod else cr.status.pod_name
         st = cr.status
+        pod_name = st.pod_name if st.job_name == job.name else ""
+        if not pod_name and job.active:
+            pod = await self._pod_of(job)
+            pod_name = pod.name if pod else ""
         if st.phase is Phase.RUNNING and st.attempt == job.attempt and st.job_name == job.name:
             if pod_name != st.pod_name:
                 await self._write(cr, {"podName": pod_name})
@@ -181,7 +193,25 @@ class Reconciler:
         )
 
     async def _succeed(self, cr: ObservedAnalysisJob, job: ObservedJob) -> None:
-        message = f"attempt {job.attempt} completed"
+        result = cr.status.result
+        if result is None or not result.result_config_maps:
+            message = f"attempt {job.attempt} exited without reporting a course"
+            await self._transition(
+                cr,
+                Phase.FAILED,
+                reason="NoCourse",
+                message=message,
+                attempt=job.attempt,
+                jobName=job.name,
+                failure={"reason": "NoCourse", "message": message},
+            )
+            self.metrics.finished(Phase.FAILED)
+            self._event(cr, "Warning", "Failed", message)
+            return
+        message = (
+            f"attempt {job.attempt} completed: {result.documents} documents, "
+            f"{result.chapters} chapters" + (" (partial)" if result.partial else "")
+        )
         await self._transition(
             cr,
             Phase.SUCCEEDED,
@@ -195,7 +225,7 @@ class Reconciler:
         self._event(cr, "Normal", "Succeeded", message)
 
     async def _after_failure(self, cr: ObservedAnalysisJob, job: ObservedJob) -> None:
-        pod = self.view.pod_of(job.namespace, job.name)
+        pod = await self._pod_of(job)
         detail = "; ".join(m for m in (job.message, pod.message if pod else "") if m)
         detail = detail or job.reason or "the runner pod failed"
         timed_out = job.reason == TIMEOUT_REASON
@@ -243,6 +273,64 @@ class Reconciler:
             if not job.finished:
                 with contextlib.suppress(NotFound):
                     await self.client.delete(JOBS, job.name, job.namespace)
+
+    async def _pod_of(self, job: ObservedJob) -> ObservedPod | None:
+        """The attempt's pod, preferring a live one over a failed one left behind."""
+        pods = [
+            ObservedPod.from_body(body)
+            for body in await self.client.list(
+                PODS, job.namespace, label_selector=f"batch.kubernetes.io/job-name={job.name}"
+            )
+        ]
+        return max(pods, key=lambda p: p.phase in ("Pending", "Running"), default=None)
+
+    # ---- reports from the runner (through the ingest endpoint) ------------
+
+    async def record_progress(self, cr: ObservedAnalysisJob, event: ProgressEvent) -> None:
+        label = f"{event.step}/{TOTAL_STEPS} {event.step_name}"
+        patch: dict[str, Any] = {
+            "progress": {
+                "step": event.step,
+                "totalSteps": TOTAL_STEPS,
+                "stepName": event.step_name,
+                "label": label if event.step else event.step_name,
+                "message": event.message[:1024] or event.state.value,
+                "updatedAt": status.now(),
+            }
+        }
+        if event.commit:
+            patch["result"] = {"commit": event.commit}
+        await self._write(cr, patch)
+        reason, type_ = _STEP_EVENTS[event.state]
+        detail = f": {event.message}" if event.message else ""
+        self._event(cr, type_, reason, f"{label} {event.state.value}{detail}")
+
+    async def record_course(self, cr: ObservedAnalysisJob, course: Course) -> None:
+        """Store the course in ConfigMaps, then summarise it in status.result."""
+        config_maps = await course_store.save(self.client, cr, course)
+        chapters = len(course.chapters)
+        await self._write(
+            cr,
+            {
+                "result": {
+                    "commit": course.commit,
+                    "documents": len(course.documents),
+                    "chapters": chapters,
+                    "resultConfigMaps": config_maps,
+                    "costUsd": round(course.usage.cost_usd, 6),
+                    "inputTokens": course.usage.input_tokens,
+                    "outputTokens": course.usage.output_tokens,
+                    "partial": course.partial,
+                }
+            },
+        )
+        self._event(
+            cr,
+            "Normal",
+            "CourseReceived",
+            f"{len(course.documents)} documents in {len(config_maps)} ConfigMaps"
+            + (f", {len(course.errors)} errors (partial)" if course.partial else ""),
+        )
 
     # ---- writing ---------------------------------------------------------
 

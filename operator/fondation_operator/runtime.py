@@ -3,6 +3,7 @@ as work-queue keys, startup and cleanup of the operator's own tasks."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -10,15 +11,17 @@ from typing import Any
 import kopf
 
 from fondation_contracts import analysisjob as aj
+from fondation_operator import memory, tokens
 from fondation_operator.cache import ClusterView
 from fondation_operator.events import EventRecorder
 from fondation_operator.health import HealthServer
+from fondation_operator.ingest import IngestServer
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.config import ConnectionConfig
 from fondation_operator.kube.errors import ApiError, NotFound
 from fondation_operator.kube.resources import ANALYSISJOBS, CRDS
 from fondation_operator.metrics import Metrics
-from fondation_operator.observed import Key, ObservedAnalysisJob, ObservedJob, ObservedPod
+from fondation_operator.observed import Key, ObservedAnalysisJob, ObservedJob
 from fondation_operator.reconcile import Reconciler
 from fondation_operator.settings import Settings
 from fondation_operator.workqueue import WorkQueue
@@ -32,10 +35,8 @@ _TERMINAL = {p.value for p in aj.Phase if p.terminal}
 class IndexView:
     """kopf's indices seen through the ClusterView protocol."""
 
-    def __init__(
-        self, crs: kopf.Index[Any, Any], jobs: kopf.Index[Any, Any], pods: kopf.Index[Any, Any]
-    ) -> None:
-        self._crs, self._jobs, self._pods = crs, jobs, pods
+    def __init__(self, crs: kopf.Index[Any, Any], jobs: kopf.Index[Any, Any]) -> None:
+        self._crs, self._jobs = crs, jobs
 
     def analysisjob(self, key: Key) -> ObservedAnalysisJob | None:
         store = self._crs.get(key)
@@ -53,12 +54,6 @@ class IndexView:
         for store in self._jobs.values():
             yield from store
 
-    def pod_of(self, namespace: str, job_name: str) -> ObservedPod | None:
-        store = self._pods.get((namespace, job_name))
-        pods = list(store) if store else []
-        # Prefer a live pod over a failed one left behind.
-        return max(pods, key=lambda p: p.phase in ("Pending", "Running"), default=None)
-
 
 class Operator:
     """Everything the operator process owns, built once at start."""
@@ -73,6 +68,13 @@ class Operator:
         self.reconciler: Reconciler | None = None
         self.queue: WorkQueue[Key] | None = None
         self.health = HealthServer(self.metrics, lambda: self.view)
+        key = settings.token_key.get_secret_value().encode()
+        if not key:
+            log.warning("no FONDATION_TOKEN_KEY: ingest tokens will not survive a restart")
+            key = tokens.new_key()
+        self._token_key = key
+        self.ingest: IngestServer | None = None
+        self._trimmer: asyncio.Task[None] | None = None
 
     # ---- kopf registry ---------------------------------------------------
 
@@ -118,16 +120,9 @@ class Operator:
             job = ObservedJob.from_body(body)
             return {job.key: job} if job else None
 
-        @kopf.index("v1", "pods", labels=labelled, registry=registry, id="pods_idx")
-        def pods_idx(body: kopf.Body, **_: Any) -> dict[tuple[str, str], ObservedPod]:
-            pod = ObservedPod.from_body(body)
-            return {(pod.namespace, pod.job): pod}
-
         def bind(kwargs: dict[str, Any]) -> tuple[Reconciler, WorkQueue[Key]]:
             if self.view is None:
-                self.view = IndexView(
-                    kwargs["analysisjobs_idx"], kwargs["jobs_idx"], kwargs["pods_idx"]
-                )
+                self.view = IndexView(kwargs["analysisjobs_idx"], kwargs["jobs_idx"])
                 assert self.reconciler is not None
                 self.reconciler.view = self.view
             self.health.ready = True
@@ -159,15 +154,6 @@ class Operator:
             if type == "DELETED" or job.finished:
                 self._wake(reconciler, queue)
 
-        @kopf.on.event("v1", "pods", labels=labelled, registry=registry)
-        async def on_pod(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
-            _, queue = bind(kwargs)
-            owner = (body.get("metadata", {}).get("annotations") or {}).get(
-                ANALYSISJOB_NAME_ANNOTATION
-            )
-            if owner:
-                queue.add((namespace or "", owner))
-
         return registry
 
     @staticmethod
@@ -182,7 +168,7 @@ class Operator:
         await self._check_api()
         placeholder: ClusterView = _EmptyView()
         self.reconciler = Reconciler(
-            self.client, self.settings, placeholder, self.events, self.metrics
+            self.client, self.settings, placeholder, self.events, self.metrics, self._token_key
         )
         self.queue = WorkQueue(
             self.reconciler.reconcile,
@@ -192,19 +178,32 @@ class Operator:
         self.queue.start()
         self.events.start()
         await self.health.start(self.settings.bind_address, self.settings.health_port)
+        self.ingest = IngestServer(
+            self.reconciler,
+            self._token_key,
+            max_course_bytes=self.settings.ingest_max_course_bytes,
+            indexed=lambda: self.view is not None,
+        )
+        await self.ingest.start(self.settings.bind_address, self.settings.ingest_port)
+        self._trimmer = asyncio.create_task(memory.trim_periodically(), name="memory-trim")
         if not await self._any_analysisjob():
             self.health.ready = True
         log.info(
-            "operator started: %s, max concurrent jobs %s, health on :%d",
+            "operator started: %s, max concurrent jobs %s, health on :%d, ingest on :%d",
             ", ".join(self.settings.namespaces) or "all namespaces",
             self.settings.max_concurrent_jobs or "unlimited",
             self.health.port,
+            self.ingest.port,
         )
 
     async def stop(self) -> None:
+        if self._trimmer is not None:
+            self._trimmer.cancel()
         if self.queue is not None:
             await self.queue.stop()
         await self.events.stop()
+        if self.ingest is not None:
+            await self.ingest.stop()
         await self.health.stop()
         await self.client.close()
 
@@ -241,6 +240,3 @@ class _EmptyView:
 
     def jobs(self) -> Iterable[ObservedJob]:
         return ()
-
-    def pod_of(self, namespace: str, job_name: str) -> ObservedPod | None:
-        return None

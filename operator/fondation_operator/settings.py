@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "FONDATION_"
 
@@ -60,6 +60,12 @@ class Settings(BaseModel):
     workers: int = Field(16, ge=1, le=256, description="Concurrent reconciles.")
     resources: ResourceDefaults = ResourceDefaults()
     default_model: str = ""
+    token_key: SecretStr = Field(
+        SecretStr(""),
+        description="Key from which each AnalysisJob's ingest token is derived (HMAC); "
+        "empty = a random key per process, so tokens do not survive a restart.",
+    )
+    ingest_max_course_bytes: int = Field(32 * 1024 * 1024, ge=1024)
 
     @field_validator("namespaces", mode="before")
     @classmethod

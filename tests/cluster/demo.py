@@ -29,9 +29,12 @@ def say(message: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="make demo")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".local" / "demo")
-    parser.add_argument("--hold", action=argparse.BooleanOptionalAction,
-                        default=sys.stdin.isatty(),
-                        help="keep the cluster running until Ctrl-C (default: on a terminal)")
+    parser.add_argument(
+        "--hold",
+        action=argparse.BooleanOptionalAction,
+        default=sys.stdin.isatty(),
+        help="keep the cluster running until Ctrl-C (default: on a terminal)",
+    )
     args = parser.parse_args()
 
     workdir: Path = args.workdir
@@ -50,8 +53,10 @@ def main() -> int:
         say("installed the AnalysisJob CRD and the operator's RBAC (deploy/rbac.yaml)")
         operator = OperatorProcess(kubeconfig, workdir / "operator.log")
         operator.start()
-        say(f"operator ready, as service account fondation-system/fondation-operator "
-            f"(health and metrics on {operator.health_url})")
+        say(
+            f"operator ready, as service account fondation-system/fondation-operator "
+            f"(health and metrics on {operator.health_url})"
+        )
         say(cp.kubectl("apply", "-f", str(EXAMPLE)).stdout.strip())
 
         def running() -> bool:
@@ -60,11 +65,16 @@ def main() -> int:
 
         wait_for(running, timeout=60, what="the sample AnalysisJob to start")
         status = json.loads(cp.kubectl("get", "aj", "sample", "-o", "json").stdout)["status"]
-        say(f"AnalysisJob sample is {status['phase']}: attempt {status['attempt']}, "
-            f"Job {status['jobName']}")
+        say(
+            f"AnalysisJob sample is {status['phase']}: attempt {status['attempt']}, "
+            f"Job {status['jobName']}"
+        )
         print(cp.kubectl("get", "analysisjobs,jobs,pods", "-o", "wide").stdout)
-        print(cp.kubectl("get", "events", "--field-selector",
-                         "involvedObject.kind=AnalysisJob").stdout)
+        print(
+            cp.kubectl(
+                "get", "events", "--field-selector", "involvedObject.kind=AnalysisJob"
+            ).stdout
+        )
         say("this control plane has no kubelet, so the runner pod stays Pending")
         say("point kubectl at it:")
         print(f"\n    export KUBECONFIG={cp.kubeconfig}")

@@ -6,17 +6,27 @@ import asyncio
 import datetime
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+import aiohttp
 
 from fondation_contracts import analysisjob as aj
+from fondation_contracts.course import Course, Document, DocumentKind
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.resources import ANALYSISJOBS, JOBS, PODS
 
 T = TypeVar("T")
 
 
+class OperatorProcessLike(Protocol):
+    @property
+    def ingest_url(self) -> str: ...
+
+    def token_for(self, uid: str) -> str: ...
+
+
 async def eventually(
-    probe: Callable[[], Awaitable[T]],
+    probe: Callable[[], Awaitable[T | None]],
     *,
     timeout: float = 30.0,
     interval: float = 0.05,
@@ -24,7 +34,7 @@ async def eventually(
 ) -> T:
     """Await `probe()` until it returns a truthy value, or fail after `timeout`."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: T | None = None
     while True:
         last = await probe()
         if last:
@@ -134,3 +144,81 @@ async def finish_job(
 ) -> None:
     pod = await wait_pod(kube, namespace, job)
     await finish_pod(kube, namespace, pod["metadata"]["name"], exit_code=exit_code, message=message)
+
+
+def sample_course(analysis: str, chapters: int = 2) -> Course:
+    docs = [
+        Document.build(
+            kind=DocumentKind.YAML,
+            slug="step1_abstractions",
+            title="Abstractions",
+            content='[{"name": "Core"}]',
+        ),
+    ]
+    for i in range(chapters):
+        docs.append(
+            Document.build(
+                kind=DocumentKind.CHAPTER,
+                slug=f"chapter-{i + 1:02d}-core",
+                title=f"Chapter {i + 1}",
+                chapter_index=i,
+                content=f"# Chapter {i + 1}\n\nText of {analysis}.\n",
+            )
+        )
+    return Course(analysis=analysis, commit="0" * 40, documents=docs)
+
+
+async def post_report(
+    ingest_url: str,
+    namespace: str,
+    name: str,
+    what: str,
+    body: str,
+    *,
+    token: str,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """POST to the operator's ingest endpoint as a runner would; (status, text)."""
+    url = f"{ingest_url}/v1/namespaces/{namespace}/analysisjobs/{name}/{what}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url,
+            data=body.encode(),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
+        ) as resp,
+    ):
+        return resp.status, await resp.text()
+
+
+class RetryableReport(Exception):
+    """The operator answered 503: it is starting and will know the job shortly."""
+
+
+async def report_course(
+    op: OperatorProcessLike,
+    kube: KubeClient,
+    namespace: str,
+    name: str,
+    course: Course | None = None,
+) -> None:
+    cr = await get_aj(kube, namespace, name)
+    body = (course or sample_course(name)).model_dump_json(by_alias=True)
+    status, text = await post_report(
+        op.ingest_url, namespace, name, "course", body, token=op.token_for(cr["metadata"]["uid"])
+    )
+    if status == 503:
+        raise RetryableReport(text)
+    assert status == 201, text
+
+
+async def succeed_job(
+    op: OperatorProcessLike, kube: KubeClient, namespace: str, name: str, job: str
+) -> None:
+    """What a successful runner does: report its course, then exit 0."""
+    await report_course(op, kube, namespace, name)
+    await finish_job(kube, namespace, job, exit_code=0)

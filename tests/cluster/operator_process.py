@@ -7,6 +7,7 @@ every test that uses it also proves those rights are sufficient.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from fondation_operator import tokens
 from tests.cluster.controlplane import ROOT, ControlPlane, ProcessDied, free_port, wait_for
 
 RBAC_PATH = ROOT / "deploy" / "rbac.yaml"
@@ -36,6 +38,8 @@ class OperatorProcess:
     env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
     health_port: int = 0
+    ingest_port: int = 0
+    token_key: str = field(default_factory=lambda: secrets.token_hex(32))
     popen: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
     starts: int = 0
@@ -44,14 +48,25 @@ class OperatorProcess:
     def health_url(self) -> str:
         return f"http://127.0.0.1:{self.health_port}"
 
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.ingest_port}"
+
+    def token_for(self, uid: str) -> str:
+        """The ingest token of the AnalysisJob with this uid, as its pod would read it."""
+        return tokens.for_analysis(self.token_key.encode(), uid)
+
     def start(self, *, wait_ready: bool = True, timeout: float = 30.0) -> None:
         self.health_port = free_port()
+        self.ingest_port = self.ingest_port or free_port()  # stable across restarts
         self._log = self.log_path.open("ab")
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "FONDATION_HEALTH_PORT": str(self.health_port),
-            "FONDATION_INGEST_PORT": "0",
+            "FONDATION_INGEST_PORT": str(self.ingest_port),
+            "FONDATION_INGEST_URL": self.ingest_url,
+            "FONDATION_TOKEN_KEY": self.token_key,
             "FONDATION_BIND_ADDRESS": "127.0.0.1",
             **self.env,
         }

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from fondation_operator.kube.client import KubeClient
-from tests.cluster.objects import create_aj, eventually, finish_job, get_aj, jobs_of
+from tests.cluster.objects import create_aj, eventually, get_aj, jobs_of, succeed_job
 from tests.cluster.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.cluster
@@ -42,7 +42,8 @@ async def test_cap_of_three_queues_the_rest_and_drains_in_creation_order(
 
     started_order = names[:3]
     for finished in range(7):
-        await finish_job(kube, namespace, f"aj-{started_order[finished]}-1", exit_code=0)
+        name = started_order[finished]
+        await succeed_job(operator, kube, namespace, name, f"aj-{name}-1")
 
         async def next_started(count: int = 4 + finished) -> list[str] | None:
             jobs = await jobs_of(kube, namespace)

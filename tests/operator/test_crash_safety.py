@@ -8,13 +8,21 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
+import aiohttp
 import pytest
 
 from fondation_contracts import analysisjob as aj
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.resources import ANALYSISJOBS, JOBS, PODS
-from tests.cluster.objects import analysisjob, eventually, finish_pod
+from tests.cluster.objects import (
+    RetryableReport,
+    analysisjob,
+    eventually,
+    finish_pod,
+    report_course,
+)
 from tests.cluster.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -24,10 +32,29 @@ CAP = 30
 SEED = 20261124
 
 
+async def _report(
+    operator: OperatorProcess, kube: KubeClient, namespace: str, name: str, stop: asyncio.Event
+) -> None:
+    """Report a course as the runner does: retrying while the operator restarts."""
+    while not stop.is_set():
+        try:
+            await report_course(operator, kube, namespace, name)
+            return
+        except (aiohttp.ClientError, RetryableReport):
+            await asyncio.sleep(0.1)
+
+
 async def _kubelet(
-    kube: KubeClient, namespace: str, rng: random.Random, stop: asyncio.Event, doomed: set[str]
+    *,
+    kube: KubeClient,
+    namespace: str,
+    rng: random.Random,
+    stop: asyncio.Event,
+    doomed: set[str],
+    operator: OperatorProcess,
 ) -> int:
-    """Finish pods as a kubelet would: first attempts of `doomed` fail, all else succeeds."""
+    """Finish pods as a kubelet would: first attempts of `doomed` fail, all else
+    reports a course and succeeds."""
     handled: set[str] = set()
     while not stop.is_set():
         pods = await kube.list(PODS, namespace, label_selector=aj.LABEL_ANALYSISJOB)
@@ -41,6 +68,8 @@ async def _kubelet(
         for pod in fresh[: rng.randint(1, 8)]:
             labels = pod["metadata"]["labels"]
             fail = labels[aj.LABEL_ANALYSISJOB] in doomed and labels[aj.LABEL_ATTEMPT] == "1"
+            if not fail:
+                await _report(operator, kube, namespace, labels[aj.LABEL_ANALYSISJOB], stop)
             await finish_pod(
                 kube,
                 namespace,
@@ -79,7 +108,11 @@ async def test_sigkill_during_reconcile_leaves_one_job_per_attempt(
     operator = operator_factory(FONDATION_MAX_CONCURRENT_JOBS=str(CAP))
 
     stop = asyncio.Event()
-    kubelet = asyncio.create_task(_kubelet(kube, namespace, rng, stop, doomed))
+    kubelet = asyncio.create_task(
+        _kubelet(
+            kube=kube, namespace=namespace, rng=rng, stop=stop, doomed=doomed, operator=operator
+        )
+    )
     sampler = asyncio.create_task(_in_flight_sampler(kube, namespace, stop))
     creating = asyncio.gather(
         *(kube.create(ANALYSISJOBS, analysisjob(n, retries=1), namespace) for n in names)
@@ -96,7 +129,7 @@ async def test_sigkill_during_reconcile_leaves_one_job_per_attempt(
             break
     await creating
 
-    async def all_terminal() -> list[dict[str, object]] | None:
+    async def all_terminal() -> list[dict[str, Any]] | None:
         items = await kube.list(ANALYSISJOBS, namespace)
         done = [i for i in items if (i.get("status") or {}).get("phase") in ("Succeeded", "Failed")]
         return items if len(done) == COUNT else None

@@ -13,6 +13,7 @@ from tests.cluster.objects import (
     eventually,
     finish_job,
     jobs_of,
+    succeed_job,
     wait_phase,
 )
 from tests.cluster.operator_process import OperatorProcess
@@ -79,11 +80,22 @@ async def test_success_ends_succeeded(
 ) -> None:
     await create_aj(kube, namespace, "fine")
     await _wait_job(kube, namespace, "aj-fine-1")
-    await finish_job(kube, namespace, "aj-fine-1", exit_code=0)
+    await succeed_job(operator, kube, namespace, "fine", "aj-fine-1")
     status = (await wait_phase(kube, namespace, "fine", "Succeeded"))["status"]
+    assert status["result"]["documents"] == 3 and status["result"]["chapters"] == 2
     conds = {c["type"]: c["status"] for c in status["conditions"]}
     assert conds == {"Ready": "True", "Succeeded": "True", "Failed": "False"}
     assert len(await jobs_of(kube, namespace, "fine")) == 1
+
+
+async def test_exit_zero_without_a_course_fails(
+    kube: KubeClient, namespace: str, operator: OperatorProcess
+) -> None:
+    await create_aj(kube, namespace, "mute", retries=0)
+    await _wait_job(kube, namespace, "aj-mute-1")
+    await finish_job(kube, namespace, "aj-mute-1", exit_code=0)
+    status = (await wait_phase(kube, namespace, "mute", "Failed"))["status"]
+    assert status["failure"]["reason"] == "NoCourse"
 
 
 async def test_cancel_deletes_the_job_and_ends_cancelled(
