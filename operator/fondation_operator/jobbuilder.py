@@ -20,6 +20,7 @@ RUNNER_UID = 65532
 TOKEN_MOUNT = "/var/run/fondation/token"
 CLAUDE_CREDENTIALS_MOUNT = "/var/run/fondation/claude"
 WORKSPACE = "/workspace"
+CACHE_MOUNT = "/var/cache/fondation"
 
 AUTOSCALER_ANNOTATIONS = {
     # A half-done analysis is expensive: don't let scale-down evict it.
@@ -87,6 +88,8 @@ def _env(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> list[dict
         "TMPDIR": "/tmp",  # noqa: S108 - an emptyDir in the pod
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
+    if settings.cache_claim_name:
+        env.append({"name": "FONDATION_CACHE_DIR", "value": CACHE_MOUNT})
     if spec.backend == "claude":
         secret = spec.credentials.secret_name or settings.credentials_secret
         for key in ("CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY"):
@@ -117,6 +120,11 @@ def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict
         {"name": "home", "mountPath": "/home/runner"},
         {"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True},
     ]
+    if settings.cache_claim_name:
+        volumes.append(
+            {"name": "cache", "persistentVolumeClaim": {"claimName": settings.cache_claim_name}}
+        )
+        mounts.append({"name": "cache", "mountPath": CACHE_MOUNT})
     if spec.backend == "claude":
         secret = spec.credentials.secret_name or settings.credentials_secret
         volumes.append(

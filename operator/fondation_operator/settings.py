@@ -60,6 +60,11 @@ class Settings(BaseModel):
     workers: int = Field(16, ge=1, le=256, description="Concurrent reconciles.")
     resources: ResourceDefaults = ResourceDefaults()
     default_model: str = ""
+    cache_claim_name: str = Field(
+        "",
+        description="PersistentVolumeClaim mounted in runner pods as the step cache, so a "
+        "re-run on an unchanged commit makes no LLM call; empty = no shared cache.",
+    )
     token_key: SecretStr = Field(
         SecretStr(""),
         description="Key from which each AnalysisJob's ingest token is derived (HMAC); "

@@ -36,8 +36,13 @@ async def test_offline_analysis_ends_succeeded_with_its_course(
     tmp_path: Path,
 ) -> None:
     node = kubelet()
-    await create_aj(kube, namespace, "sample", maxChapters=4,
-                    source={"repository": git_server.url("sample"), "ref": "main"})
+    await create_aj(
+        kube,
+        namespace,
+        "sample",
+        maxChapters=4,
+        source={"repository": git_server.url("sample"), "ref": "main"},
+    )
     body = await wait_phase(kube, namespace, "sample", "Succeeded", timeout=90)
     status = body["status"]
     result = status["result"]
@@ -55,12 +60,13 @@ async def test_offline_analysis_ends_succeeded_with_its_course(
 
     maps = await kube.list(CONFIGMAPS, namespace, label_selector="fondation.dev/content=course")
     assert sorted(m["metadata"]["name"] for m in maps) == sorted(result["resultConfigMaps"])
-    assert all(m["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
-               for m in maps)
+    assert all(m["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"] for m in maps)
 
-    events = await kube.list(EVENTS, namespace,
-                             field_selector="involvedObject.name=sample,"
-                                            "involvedObject.kind=AnalysisJob")
+    events = await kube.list(
+        EVENTS,
+        namespace,
+        field_selector="involvedObject.name=sample,involvedObject.kind=AnalysisJob",
+    )
     finished = {e["message"].split()[1] for e in events if e["reason"] == "StepFinished"}
     assert finished >= set(STEP_NAMES)
 
@@ -69,9 +75,20 @@ async def test_offline_analysis_ends_succeeded_with_its_course(
     got = control_plane.kubectl("get", "aj", "sample", "-n", namespace, "-o", "json")
     assert json.loads(got.stdout)["status"]["phase"] == "Succeeded"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fondation_cli", "course", "get", "sample", "-n", namespace,
-        "--out", str(out), "--kubeconfig", str(control_plane.kubeconfig),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "fondation_cli",
+        "course",
+        "get",
+        "sample",
+        "-n",
+        namespace,
+        "--out",
+        str(out),
+        "--kubeconfig",
+        str(control_plane.kubeconfig),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     printed, _ = await proc.communicate()
     assert proc.returncode == 0, printed.decode()

@@ -80,6 +80,18 @@ def test_offline_backend_gets_no_credentials() -> None:
     assert "claude-credentials" not in volumes
 
 
+def test_a_cache_claim_is_mounted_and_named_to_the_runner() -> None:
+    job = jobbuilder.build_job(_cr(), 1, Settings(cache_claim_name="fondation-cache"))
+    pod = job["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "cache"]
+    assert volume["persistentVolumeClaim"]["claimName"] == "fondation-cache"
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert env["FONDATION_CACHE_DIR"] == mounts["cache"]
+    no_cache = jobbuilder.build_job(_cr(), 1, Settings())["spec"]["template"]["spec"]
+    assert all(v["name"] != "cache" for v in no_cache["volumes"])
+
+
 def test_resources_from_spec_override_defaults() -> None:
     cr = _cr(resources={"requests": {"cpu": "3"}, "limits": {"memory": "9Gi"}})
     res = jobbuilder.build_job(cr, 1, Settings())["spec"]["template"]["spec"]["containers"][0][
