@@ -123,6 +123,14 @@ class OperatorProcess:
             self._log.close()
             self._log = None
 
+    def probe(self, path: str) -> int:
+        """HTTP status of a health endpoint (`/healthz`, `/readyz`)."""
+        try:
+            with urllib.request.urlopen(f"{self.health_url}{path}", timeout=5) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
     def metrics(self) -> str:
         with urllib.request.urlopen(f"{self.health_url}/metrics", timeout=5) as r:
             return str(r.read().decode())

@@ -36,6 +36,7 @@ async def test_cap_of_three_queues_the_rest_and_drains_in_creation_order(
     phases = await eventually(settled, what="3 Running and 7 Queued")
     assert [n for n in names if phases[n] == "Running"] == names[:3]
     assert len(await jobs_of(kube, namespace)) == 3
+    assert operator.probe("/healthz") == 200
     metrics = operator.metrics()
     assert "fondation_analysisjobs_queued 7" in metrics
     assert "fondation_jobs_in_flight 3" in metrics
