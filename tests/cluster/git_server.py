@@ -23,20 +23,43 @@ from tests.cluster.controlplane import free_port
 
 
 def _git(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "Fondation", "GIT_AUTHOR_EMAIL": "dev@fondation.dev",
-           "GIT_COMMITTER_NAME": "Fondation", "GIT_COMMITTER_EMAIL": "dev@fondation.dev",
-           "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd)}
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
-                          env=env).stdout.strip()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Fondation",
+        "GIT_AUTHOR_EMAIL": "dev@fondation.dev",
+        "GIT_COMMITTER_NAME": "Fondation",
+        "GIT_COMMITTER_EMAIL": "dev@fondation.dev",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "HOME": str(cwd),
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env
+    ).stdout.strip()
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "git.crt", directory / "git.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -96,8 +119,12 @@ class GitServer:
             if header in request.headers:
                 env["HTTP_" + header.upper().replace("-", "_")] = request.headers[header]
         proc = await asyncio.create_subprocess_exec(
-            "git", "http-backend", env=env, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            "git",
+            "http-backend",
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, _ = await proc.communicate(body)
         head, _, payload = out.partition(b"\r\n\r\n")

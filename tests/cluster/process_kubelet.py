@@ -84,7 +84,7 @@ class ProcessKubelet:
         def host_path(value: str) -> str:
             for mount, host in mounts:
                 if value == mount or value.startswith(mount + "/"):
-                    return str(host) + value[len(mount):]
+                    return str(host) + value[len(mount) :]
             return value
 
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.extra_env}
@@ -106,8 +106,12 @@ class ProcessKubelet:
         log_path = root / "container.log"
         with log_path.open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
-                *command, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL, cwd=str(root),
+                *command,
+                env=env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                cwd=str(root),
             )
             code = await proc.wait()
         text = log_path.read_text(errors="replace")
@@ -119,12 +123,28 @@ class ProcessKubelet:
 
     async def _set_running(self, namespace: str, name: str) -> None:
         now = _now()
-        await self.kube.patch(PODS, name, {"status": {
-            "phase": "Running", "startTime": now,
-            "containerStatuses": [{"name": "runner", "ready": True, "restartCount": 0,
-                                   "image": "fondation-runner", "imageID": "",
-                                   "state": {"running": {"startedAt": now}}}],
-        }}, namespace, sub="status")
+        await self.kube.patch(
+            PODS,
+            name,
+            {
+                "status": {
+                    "phase": "Running",
+                    "startTime": now,
+                    "containerStatuses": [
+                        {
+                            "name": "runner",
+                            "ready": True,
+                            "restartCount": 0,
+                            "image": "fondation-runner",
+                            "imageID": "",
+                            "state": {"running": {"startedAt": now}},
+                        }
+                    ],
+                }
+            },
+            namespace,
+            sub="status",
+        )
 
     async def serve(self, namespace: str, stop: asyncio.Event, *, interval: float = 0.1) -> None:
         """Run every Pending runner pod of `namespace` until `stop` is set."""
@@ -132,8 +152,9 @@ class ProcessKubelet:
         tasks: set[asyncio.Task[PodRun]] = set()
         try:
             while not stop.is_set():
-                for pod in await self.kube.list(PODS, namespace,
-                                                label_selector=aj.LABEL_ANALYSISJOB):
+                for pod in await self.kube.list(
+                    PODS, namespace, label_selector=aj.LABEL_ANALYSISJOB
+                ):
                     name = pod["metadata"]["name"]
                     phase = (pod.get("status") or {}).get("phase")
                     deleting = pod["metadata"].get("deletionTimestamp")
