@@ -1,5 +1,5 @@
 # The two set-up commands of README.md, and the benchmarks.
-.PHONY: demo test bench bench-reconcile
+.PHONY: demo test bench bench-reconcile bench-pipeline
 
 demo:
 	scripts/demo.sh
@@ -7,8 +7,12 @@ demo:
 test:
 	scripts/test.sh
 
-bench: bench-reconcile
+bench: bench-reconcile bench-pipeline
 
 bench-reconcile:
 	scripts/bootstrap.sh
 	.venv/bin/python -m bench.reconcile
+
+bench-pipeline:
+	scripts/bootstrap.sh
+	.venv/bin/python -m bench.pipeline
