@@ -12,6 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from fondation_operator.cache import ClusterView
+from fondation_operator.httpserver import Server
 from fondation_operator.metrics import Metrics
 
 
@@ -20,25 +21,21 @@ class HealthServer:
         self.metrics = metrics
         self._view = view
         self.ready = False
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    async def start(self, host: str, port: int) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self._server = Server(app)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    async def start(self, host: str, port: int) -> None:
+        await self._server.start(host, port)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._server.stop()
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -22,6 +22,7 @@ from fondation_contracts.course import Course
 from fondation_contracts.ingest import ATTEMPT_HEADER, ProgressEvent
 from fondation_operator import tokens
 from fondation_operator.course_store import CourseTooLarge
+from fondation_operator.httpserver import Server
 from fondation_operator.observed import ObservedAnalysisJob
 from fondation_operator.reconcile import Reconciler
 
@@ -48,8 +49,11 @@ class IngestServer:
         self._indexed = indexed
         self._key = key
         self.max_course_bytes = max_course_bytes
-        self._runner: web.AppRunner | None = None
-        self.port = 0
+        self._server = Server(self.app())
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_course_bytes)
@@ -59,17 +63,10 @@ class IngestServer:
         return app
 
     async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        await self._server.start(host, port)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._server.stop()
 
     # ---- checks ------------------------------------------------------------
 
