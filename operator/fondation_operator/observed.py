@@ -72,7 +72,7 @@ class ObservedAnalysisJob:
             return self.resource_version != other.resource_version
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObservedJob:
     namespace: str
     name: str

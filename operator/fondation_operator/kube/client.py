@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -87,6 +88,22 @@ class KubeClient:
             if resp.status >= 400:
                 raise from_response(resp.status, payload)
             return payload
+
+    async def stream(
+        self, path: str, params: dict[str, str], *, read_timeout: float
+    ) -> AsyncIterator[Body]:
+        """The events of a watch, one JSON object per line, until the server ends it."""
+        self.open()
+        assert self._session is not None
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout)
+        async with self._session.get(
+            self.config.server + path, params=params, headers=self._headers(), timeout=timeout
+        ) as resp:
+            if resp.status >= 400:
+                raise from_response(resp.status, await resp.json(content_type=None))
+            async for line in resp.content:
+                if line.strip():
+                    yield json.loads(line)
 
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> Body:
         result: Body = await self.request("GET", res.path(namespace, name))
