@@ -11,7 +11,13 @@
 import { v } from "convex/values";
 
 import type { Doc, Id } from "./_generated/dataModel";
-import { mutation, query, type DatabaseReader, type MutationCtx } from "./_generated/server";
+import {
+  internalQuery,
+  mutation,
+  query,
+  type DatabaseReader,
+  type MutationCtx,
+} from "./_generated/server";
 import { checkFiles, checkRunId, inCourseOrder, sameDocument, toDocFields } from "./lib/documents";
 import { refuse } from "./lib/errors";
 import { assertHolder, assertRunningHolder, identifies, loadJob } from "./lib/lease";
@@ -247,4 +253,17 @@ export const listByRepository = query({
       .first();
     return latest === null ? [] : await committedDocs(ctx.db, latest._id);
   },
+});
+
+/**
+ * Every row of the job, of every run, committed or not: for tests that check
+ * an interrupted upload left nothing missing, duplicated or behind.
+ */
+export const allRowsOfJob = internalQuery({
+  args: { jobId: v.id("jobs") },
+  handler: async (ctx, { jobId }) =>
+    await ctx.db
+      .query("docs")
+      .withIndex("by_job", (q) => q.eq("jobId", jobId))
+      .collect(),
 });

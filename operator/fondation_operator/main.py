@@ -39,10 +39,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_mod.load(args)
         connection = kube_config.load(args.kubeconfig, args.context)
+        # Builds the Convex bridge too, which validates the CONVEX_* variables.
+        operator = Operator(settings, connection)
     except (settings_mod.ConfigurationError, kube_config.ConfigError) as exc:
         print(f"fondation operator: {exc}", file=sys.stderr)
         return 2
-    operator = Operator(settings, connection)
     asyncio.run(
         kopf.operator(
             registry=operator.registry(),

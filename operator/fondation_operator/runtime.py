@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,13 +14,15 @@ import kopf
 from fondation_contracts import analysisjob as aj
 from fondation_operator import memory, tokens
 from fondation_operator.cache import ClusterView
+from fondation_operator.convexbridge import ConvexBridge
 from fondation_operator.events import EventRecorder
 from fondation_operator.health import HealthServer
 from fondation_operator.ingest import IngestServer
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.config import ConnectionConfig
 from fondation_operator.kube.errors import ApiError, NotFound
-from fondation_operator.kube.resources import ANALYSISJOBS, CRDS
+from fondation_operator.kube.informer import Informer
+from fondation_operator.kube.resources import ANALYSISJOBS, CRDS, JOBS
 from fondation_operator.metrics import Metrics
 from fondation_operator.observed import Key, ObservedAnalysisJob, ObservedJob
 from fondation_operator.reconcile import Reconciler
@@ -33,9 +36,9 @@ _TERMINAL = {p.value for p in aj.Phase if p.terminal}
 
 
 class IndexView:
-    """kopf's indices seen through the ClusterView protocol."""
+    """kopf's AnalysisJob index and the Job informer, as a ClusterView."""
 
-    def __init__(self, crs: kopf.Index[Any, Any], jobs: kopf.Index[Any, Any]) -> None:
+    def __init__(self, crs: kopf.Index[Any, Any], jobs: Informer[ObservedJob]) -> None:
         self._crs, self._jobs = crs, jobs
 
     def analysisjob(self, key: Key) -> ObservedAnalysisJob | None:
@@ -47,12 +50,10 @@ class IndexView:
             yield from store
 
     def jobs_of(self, key: Key) -> Iterable[ObservedJob]:
-        store = self._jobs.get(key)
-        return list(store) if store else []
+        return self._jobs.group(key)
 
     def jobs(self) -> Iterable[ObservedJob]:
-        for store in self._jobs.values():
-            yield from store
+        return self._jobs.values()
 
 
 class Operator:
@@ -67,6 +68,7 @@ class Operator:
         self.view: IndexView | None = None
         self.reconciler: Reconciler | None = None
         self.queue: WorkQueue[Key] | None = None
+        self.jobs: Informer[ObservedJob] | None = None
         self.health = HealthServer(self.metrics, lambda: self.view)
         key = settings.token_key.get_secret_value().encode()
         if not key:
@@ -75,12 +77,18 @@ class Operator:
         self._token_key = key
         self.ingest: IngestServer | None = None
         self._trimmer: asyncio.Task[None] | None = None
+        self.bridge = ConvexBridge.from_environment(
+            os.environ,
+            client=self.client,
+            operator_settings=settings,
+            operator_namespace=connection.namespace,
+            view=lambda: self.view,
+        )
 
     # ---- kopf registry ---------------------------------------------------
 
     def registry(self) -> kopf.OperatorRegistry:
         registry = kopf.OperatorRegistry()
-        labelled = {aj.LABEL_ANALYSISJOB: kopf.PRESENT}
 
         @kopf.on.login(registry=registry)
         def login(**_: Any) -> kopf.ConnectionInfo:
@@ -115,14 +123,10 @@ class Operator:
             cr = ObservedAnalysisJob.from_body(body)
             return {cr.key: cr}
 
-        @kopf.index("batch", "v1", "jobs", labels=labelled, registry=registry, id="jobs_idx")
-        def jobs_idx(body: kopf.Body, **_: Any) -> dict[Key, ObservedJob] | None:
-            job = ObservedJob.from_body(body)
-            return {job.key: job} if job else None
-
         def bind(kwargs: dict[str, Any]) -> tuple[Reconciler, WorkQueue[Key]]:
             if self.view is None:
-                self.view = IndexView(kwargs["analysisjobs_idx"], kwargs["jobs_idx"])
+                assert self.jobs is not None
+                self.view = IndexView(kwargs["analysisjobs_idx"], self.jobs)
                 assert self.reconciler is not None
                 self.reconciler.view = self.view
             self.health.ready = True
@@ -134,6 +138,9 @@ class Operator:
             type: str, namespace: str | None, name: str, **kwargs: Any
         ) -> None:
             reconciler, queue = bind(kwargs)
+            if self.bridge is not None:
+                cr = ObservedAnalysisJob.from_body(kwargs["body"])
+                self.bridge.notify(cr, deleted=type == "DELETED")
             key = (namespace or "", name)
             if type == "DELETED":
                 reconciler.forget(key)
@@ -143,18 +150,15 @@ class Operator:
             if (kwargs.get("status") or {}).get("phase") in _TERMINAL:
                 self._wake(reconciler, queue)
 
-        @kopf.on.event("batch", "v1", "jobs", labels=labelled, registry=registry)
-        async def on_job(type: str, body: kopf.Body, **kwargs: Any) -> None:
-            reconciler, queue = bind(kwargs)
-            job = ObservedJob.from_body(body)
-            if job is None:
-                return
-            reconciler.admission.observed(job.key)
-            queue.add(job.key)
-            if type == "DELETED" or job.finished:
-                self._wake(reconciler, queue)
-
         return registry
+
+    def _on_job(self, kind: str, job: ObservedJob) -> None:
+        """A runner Job appeared, changed or vanished: its AnalysisJob may move on."""
+        assert self.reconciler is not None and self.queue is not None
+        self.reconciler.admission.observed(job.key)
+        self.queue.add(job.key)
+        if kind == "DELETED" or job.finished:
+            self._wake(self.reconciler, self.queue)
 
     @staticmethod
     def _wake(reconciler: Reconciler, queue: WorkQueue[Key]) -> None:
@@ -175,6 +179,18 @@ class Operator:
             workers=self.settings.workers,
             on_done=lambda _k, s, ok: self.metrics.reconciled(s, ok),
         )
+        self.jobs = Informer(
+            self.client,
+            JOBS,
+            ObservedJob.from_body,
+            group_by=lambda job: job.key,
+            on_change=self._on_job,
+            namespaces=self.settings.namespaces,
+            label_selector=aj.LABEL_ANALYSISJOB,
+        )
+        self.jobs.start()
+        # Jobs in flight must be complete before the first admission decision.
+        await asyncio.wait_for(self.jobs.synced.wait(), timeout=120)
         self.queue.start()
         self.events.start()
         await self.health.start(self.settings.bind_address, self.settings.health_port)
@@ -186,6 +202,8 @@ class Operator:
         )
         await self.ingest.start(self.settings.bind_address, self.settings.ingest_port)
         self._trimmer = asyncio.create_task(memory.trim_periodically(), name="memory-trim")
+        if self.bridge is not None:
+            await self.bridge.start()
         if not await self._any_analysisjob():
             self.health.ready = True
         log.info(
@@ -199,8 +217,12 @@ class Operator:
     async def stop(self) -> None:
         if self._trimmer is not None:
             self._trimmer.cancel()
+        if self.bridge is not None:
+            await self.bridge.stop()
         if self.queue is not None:
             await self.queue.stop()
+        if self.jobs is not None:
+            await self.jobs.stop()
         await self.events.stop()
         if self.ingest is not None:
             await self.ingest.stop()

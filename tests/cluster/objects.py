@@ -222,3 +222,31 @@ async def succeed_job(
     """What a successful runner does: report its course, then exit 0."""
     await report_course(op, kube, namespace, name)
     await finish_job(kube, namespace, job, exit_code=0)
+
+
+async def report_step(
+    op: OperatorProcessLike,
+    kube: KubeClient,
+    namespace: str,
+    name: str,
+    step_name: str,
+    state: str = "started",
+    message: str = "",
+) -> None:
+    """POST one progress event as the runner does: `clone` (step 0), then the six steps."""
+    from fondation_contracts.ingest import STEP_NAMES, ProgressEvent, StepState
+
+    cr = await get_aj(kube, namespace, name)
+    step = 0 if step_name == "clone" else STEP_NAMES.index(step_name) + 1
+    event = ProgressEvent(step=step, step_name=step_name, state=StepState(state), message=message)
+    status, text = await post_report(
+        op.ingest_url,
+        namespace,
+        name,
+        "events",
+        event.model_dump_json(by_alias=True),
+        token=op.token_for(cr["metadata"]["uid"]),
+    )
+    if status == 503:
+        raise RetryableReport(text)
+    assert status == 202, text

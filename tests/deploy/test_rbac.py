@@ -107,3 +107,34 @@ async def test_self_subject_access_review_with_the_operator_token(
         )
         assert not await review(client, "get", "", "secrets")
         assert not await review(client, "create", "", "pods")
+
+
+CLAIMS_SECRET = "fondation-convex-claims"
+
+
+@pytest.mark.parametrize(
+    ("verb", "secret", "namespace", "expected"),
+    [
+        ("get", CLAIMS_SECRET, OPERATOR_NAMESPACE, True),
+        ("patch", CLAIMS_SECRET, OPERATOR_NAMESPACE, True),
+        ("delete", CLAIMS_SECRET, OPERATOR_NAMESPACE, False),
+        ("get", "claude-credentials", OPERATOR_NAMESPACE, False),
+        ("patch", "claude-credentials", OPERATOR_NAMESPACE, False),
+        ("get", CLAIMS_SECRET, "default", False),
+        ("list", "", OPERATOR_NAMESPACE, False),
+    ],
+)
+def test_the_only_secret_the_operator_reads_is_the_convex_claims_record(
+    control_plane: ControlPlane,
+    operator_kubeconfig: Path,
+    verb: str,
+    secret: str,
+    namespace: str,
+    expected: bool,
+) -> None:
+    """The Convex bridge keeps its callback tokens in one Secret it may read by name."""
+    target = f"secrets/{secret}" if secret else "secrets"
+    out = control_plane.kubectl(
+        "auth", "can-i", verb, target, "-n", namespace, f"--as={SA}", check=False
+    )
+    assert out.stdout.strip() == ("yes" if expected else "no"), out.stderr
