@@ -31,3 +31,4 @@ fi
 
 scripts/bootstrap-node.sh
 tests/cluster/build.sh >/dev/null
+tests/cluster/helm/build.sh >/dev/null

@@ -313,7 +313,14 @@ class ControlPlane:
     ) -> subprocess.CompletedProcess[str]:
         assert self.binary is not None
         result = subprocess.run(  # noqa: PLW1510 - `check` is handled below, with stderr
-            [str(self.binary), "kubectl", f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
+            [
+                str(self.binary),
+                "kubectl",
+                f"--kubeconfig={kubeconfig or self.kubeconfig}",
+                # Discovery cache in the workdir, not in whatever HOME the caller has.
+                f"--cache-dir={self.workdir / 'kubectl-cache'}",
+                *args,
+            ],
             capture_output=True,
             text=True,
             input=input,
