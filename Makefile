@@ -1,5 +1,5 @@
 # The two set-up commands of README.md, and the benchmarks.
-.PHONY: demo test bench bench-reconcile bench-pipeline
+.PHONY: demo test bench bench-reconcile bench-pipeline bench-convex
 
 demo:
 	scripts/demo.sh
@@ -7,7 +7,7 @@ demo:
 test:
 	scripts/test.sh
 
-bench: bench-reconcile bench-pipeline
+bench: bench-reconcile bench-pipeline bench-convex
 
 bench-reconcile:
 	scripts/bootstrap.sh
@@ -16,3 +16,7 @@ bench-reconcile:
 bench-pipeline:
 	scripts/bootstrap.sh
 	.venv/bin/python -m bench.pipeline
+
+bench-convex:
+	scripts/bootstrap.sh
+	.venv/bin/python -m bench.convex
