@@ -37,7 +37,7 @@ from tests.cluster.controlplane import ControlPlane
 from tests.cluster.convex_emulator import ConvexEmulator
 from tests.cluster.operator_process import OperatorProcess, install_rbac
 
-from bench.reconcile import JobWatch, kube_version, new_namespace, percentile
+from bench.common import JobWatch, kube_version, new_namespace, percentile, write_results
 from fondation_operator.convexbridge.analysisjobs import name_for
 from fondation_operator.kube import config as kube_config
 from fondation_operator.kube.client import KubeClient
@@ -244,9 +244,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_results(args.out, result)
     return 0
 
 

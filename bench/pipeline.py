@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from bench.common import write_results
 from fondation_contracts.ingest import STEP_NAMES
 from fondation_runner.pipeline import DEFAULT_PARALLELISM
 
@@ -611,9 +612,7 @@ def main() -> int:
     if args.latency <= 0:
         parser.error("--latency must be positive (L = 0 is measured anyway)")
     result = asyncio.run(run(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_results(args.out, result)
     return 0
 
 

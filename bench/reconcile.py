@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import urllib.error
@@ -25,15 +23,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.objects import analysisjob
 from tests.cluster.operator_process import OperatorProcess, install_rbac
 
+from bench.common import JobWatch, kube_version, new_namespace, percentile, write_results
 from fondation_contracts import analysisjob as aj
 from fondation_operator.kube import config as kube_config
-from fondation_operator.kube.client import KubeClient, ssl_context
-from fondation_operator.kube.resources import ANALYSISJOBS, JOBS, NAMESPACES
+from fondation_operator.kube.client import KubeClient
+from fondation_operator.kube.resources import ANALYSISJOBS, JOBS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "reconcile.json"
 COMMAND = "make bench-reconcile"
@@ -44,71 +42,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-class JobWatch:
-    """Arrival time of each Job (ADDED) in a namespace, by owner name."""
-
-    def __init__(self, kube: KubeClient, namespace: str) -> None:
-        self.kube = kube
-        self.namespace = namespace
-        self.seen: dict[str, float] = {}
-        self.counts: Counter[str] = Counter()
-        self.waiters: dict[str, asyncio.Future[float]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self.ready = asyncio.Event()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-        await self.ready.wait()
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-
-    def arrival(self, owner: str) -> asyncio.Future[float]:
-        fut = asyncio.get_running_loop().create_future()
-        if owner in self.seen:
-            fut.set_result(self.seen[owner])
-        else:
-            self.waiters[owner] = fut
-        return fut
-
-    async def _run(self) -> None:
-        cfg = self.kube.config
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-        connector = aiohttp.TCPConnector(ssl=ssl_context(cfg))
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            url = cfg.server + JOBS.path(self.namespace)
-            headers = {"Authorization": f"Bearer {cfg.current_token()}"}
-            async with session.get(
-                url, params={"watch": "1", "labelSelector": aj.LABEL_ANALYSISJOB}, headers=headers
-            ) as resp:
-                self.ready.set()
-                async for line in resp.content:
-                    now = time.perf_counter()
-                    event = json.loads(line)
-                    if event.get("type") != "ADDED":
-                        continue
-                    owner = event["object"]["metadata"]["labels"][aj.LABEL_ANALYSISJOB]
-                    self.counts[owner] += 1
-                    self.seen.setdefault(owner, now)
-                    fut = self.waiters.pop(owner, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(now)
-
-
-async def new_namespace(kube: KubeClient, name: str) -> str:
-    await kube.create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    return name
 
 
 async def sequential_latency(kube: KubeClient, namespace: str, count: int) -> list[float]:
@@ -179,12 +112,6 @@ async def settle_rss(pid: int, seconds: float = 5.0) -> float:
     return max(samples[-8:])
 
 
-def kube_version(binary: Path) -> str:
-    return subprocess.run(
-        [str(binary), "kube-apiserver", "--version"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with ControlPlane() as cp:
         assert cp.binary is not None
@@ -244,9 +171,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_results(args.out, result)
     return 0
 
 
