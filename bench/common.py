@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import platform
 import subprocess
 import time
 from collections import Counter
@@ -82,6 +84,15 @@ def kube_version(binary: Path) -> str:
     return subprocess.run(
         [str(binary), "kube-apiserver", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
+
+
+def machine(kubernetes_version: str) -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "cpus": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "kubernetes": kubernetes_version,
+    }
 
 
 def write_results(out: Path, result: dict[str, Any]) -> None:

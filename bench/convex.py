@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import socket
 import sys
@@ -37,7 +35,14 @@ from tests.cluster.controlplane import ControlPlane
 from tests.cluster.convex_emulator import ConvexEmulator
 from tests.cluster.operator_process import OperatorProcess, install_rbac
 
-from bench.common import JobWatch, kube_version, new_namespace, percentile, write_results
+from bench.common import (
+    JobWatch,
+    kube_version,
+    machine,
+    new_namespace,
+    percentile,
+    write_results,
+)
 from fondation_operator.convexbridge.analysisjobs import name_for
 from fondation_operator.kube import config as kube_config
 from fondation_operator.kube.client import KubeClient
@@ -226,11 +231,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "poll_interval_s": 1.0,
         "calls_by_function": dict(sorted(proxy.calls.items())),
         "command": COMMAND,
-        "machine": {
-            "cpus": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(),
-            "kubernetes": kubernetes_version,
-        },
+        "machine": machine(kubernetes_version),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import statistics
 import sys
 import time
@@ -27,7 +25,14 @@ from tests.cluster.controlplane import ControlPlane
 from tests.cluster.objects import analysisjob
 from tests.cluster.operator_process import OperatorProcess, install_rbac
 
-from bench.common import JobWatch, kube_version, new_namespace, percentile, write_results
+from bench.common import (
+    JobWatch,
+    kube_version,
+    machine,
+    new_namespace,
+    percentile,
+    write_results,
+)
 from fondation_contracts import analysisjob as aj
 from fondation_operator.kube import config as kube_config
 from fondation_operator.kube.client import KubeClient
@@ -153,11 +158,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "burst_count": args.burst,
         "analysisjobs_for_rss": args.many,
         "command": COMMAND,
-        "machine": {
-            "cpus": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(),
-            "kubernetes": kubernetes_version,
-        },
+        "machine": machine(kubernetes_version),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

@@ -53,7 +53,7 @@ from fondation_operator.convexbridge.client import (
     ConvexRequestRejected,
     ConvexUnavailable,
 )
-from fondation_operator.convexbridge.models import ClaimedJob
+from fondation_operator.convexbridge.models import ClaimedJob, JobStatus
 from fondation_operator.convexbridge.settings import ConvexSettings
 from fondation_operator.convexbridge.settings import from_environment as settings_from_environment
 from fondation_operator.kube.client import KubeClient
@@ -538,27 +538,21 @@ class ConvexBridge:
     async def _reject(self, tracked: Tracked, reason: str) -> None:
         """A job that cannot run at all: failed for good, not retried."""
         log.warning("Convex job %s cannot run: %s", tracked.ref.job_id, reason)
-        token = tracked.record.callback_token
-        if token is not None:
-            try:
-                await self._convex(
-                    lambda: self.api.update_status(tracked.ref, token, "failed", error=reason)
-                )
-            except ConvexFunctionError as exc:
-                self._raise_if_lost(exc)
-            else:
-                await self._finish(tracked)
-                return
-        await self._report_failure(tracked, reason)
+        await self._end_with_status(tracked, "failed", reason)
 
     async def _report_cancelled(self, tracked: Tracked) -> None:
         """Cancelled in the cluster (spec.cancel by a person): cancelled in Convex too."""
-        token = tracked.record.callback_token
         reason = "cancelled in the cluster (spec.cancel of its AnalysisJob)"
+        await self._end_with_status(tracked, "canceled", reason)
+
+    async def _end_with_status(self, tracked: Tracked, status: JobStatus, reason: str) -> None:
+        """End the job with a final status (which needs the claim's callback
+        token); without the token, or if Convex refuses, report a failure."""
+        token = tracked.record.callback_token
         if token is not None:
             try:
                 await self._convex(
-                    lambda: self.api.update_status(tracked.ref, token, "canceled", error=reason)
+                    lambda: self.api.update_status(tracked.ref, token, status, error=reason)
                 )
             except ConvexFunctionError as exc:
                 self._raise_if_lost(exc)
