@@ -195,18 +195,9 @@ class Reconciler:
     async def _succeed(self, cr: ObservedAnalysisJob, job: ObservedJob) -> None:
         result = cr.status.result
         if result is None or not result.result_config_maps:
-            message = f"attempt {job.attempt} exited without reporting a course"
-            await self._transition(
-                cr,
-                Phase.FAILED,
-                reason="NoCourse",
-                message=message,
-                attempt=job.attempt,
-                jobName=job.name,
-                failure={"reason": "NoCourse", "message": message},
+            await self._fail(
+                cr, job, "NoCourse", f"attempt {job.attempt} exited without reporting a course"
             )
-            self.metrics.finished(Phase.FAILED)
-            self._event(cr, "Warning", "Failed", message)
             return
         message = (
             f"attempt {job.attempt} completed: {result.documents} documents, "
@@ -247,6 +238,12 @@ class Reconciler:
             if timed_out
             else f"attempt {job.attempt} of {cr.spec.retries + 1} failed: {detail}"
         )
+        await self._fail(cr, job, reason, message)
+
+    async def _fail(
+        self, cr: ObservedAnalysisJob, job: ObservedJob, reason: str, message: str
+    ) -> None:
+        """The one way an AnalysisJob ends Failed: status, metric and Event."""
         await self._transition(
             cr,
             Phase.FAILED,

@@ -16,19 +16,12 @@ from __future__ import annotations
 import string
 from importlib import resources
 
+from fondation_contracts.ingest import STEP_NAMES
+
 PROMPT_VERSION = "v1"
 
-TEMPLATE_NAMES: tuple[str, ...] = (
-    "abstractions",
-    "relationships",
-    "order",
-    "chapters",
-    "review",
-    "tutorial",
-    "feedback",
-)
-"""One template per step (named as in fondation_contracts.ingest.STEP_NAMES),
-plus `feedback`, appended to a step's prompt when its previous answer was
+TEMPLATE_NAMES: tuple[str, ...] = (*STEP_NAMES, "feedback")
+"""One template per step, plus `feedback`, appended to a step's prompt when its previous answer was
 rejected."""
 
 LANGUAGE_NAMES: dict[str, str] = {
