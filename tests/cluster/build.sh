@@ -16,9 +16,12 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 key=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" <(go version; echo "$ldflags") | sha256sum | cut -c1-16)
 out="$cache/kcp/$key"
+mkdir -p "$out"
+# One build at a time per key: several work trees may bootstrap at once.
+exec 9>"$out/.lock"
+flock 9
 if [ ! -x "$out/kcp" ]; then
   printf '[kcp] building the test control plane (first run only, several minutes)\n' >&2
-  mkdir -p "$out"
   start=$(date +%s)
   (cd "$src" && go build -trimpath -ldflags="$ldflags" -o "$out/kcp.partial" .)
   mv "$out/kcp.partial" "$out/kcp"

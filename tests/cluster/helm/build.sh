@@ -22,9 +22,12 @@ for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
 done
 key=$(cat "$here/go.mod" "$here/go.sum" <(go version; echo "$ldflags") | sha256sum | cut -c1-16)
 out="$cache/helm/$key"
+mkdir -p "$out"
+# One build at a time per key: several work trees may bootstrap at once.
+exec 9>"$out/.lock"
+flock 9
 if [ ! -x "$out/helm" ]; then
   printf '[helm] building helm %s (first run only, a few minutes)\n' "$version" >&2
-  mkdir -p "$out"
   start=$(date +%s)
   (cd "$here" && go build -trimpath -ldflags="$ldflags" -o "$out/helm.partial" helm.sh/helm/v3/cmd/helm)
   mv "$out/helm.partial" "$out/helm"
