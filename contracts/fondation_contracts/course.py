@@ -8,10 +8,21 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 NOT_A_CHAPTER = -1
+
+# Bounds of a course, generous for a real one (30 chapters, reviewed, with
+# tutorials: about 100 documents and 1 MB) and small enough that no body can
+# make a reader build millions of objects.
+MAX_DOCUMENTS = 400
+MAX_ERRORS = 200
+MAX_DOCUMENT_CHARS = 900 * 1024
+MAX_PATH_CHARS = 1024
+MAX_MESSAGE_CHARS = 2000
+MAX_STEPS = 32
 
 
 class DocumentKind(enum.StrEnum):
@@ -32,9 +43,9 @@ class Document(_Model):
     slug: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     title: str = Field(max_length=500)
     chapter_index: int = Field(NOT_A_CHAPTER, alias="chapterIndex", ge=NOT_A_CHAPTER)
-    content: str
+    content: str = Field(max_length=MAX_DOCUMENT_CHARS)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    source_path: str = Field("", alias="sourcePath")
+    source_path: str = Field("", alias="sourcePath", max_length=MAX_PATH_CHARS)
 
     @classmethod
     def build(
@@ -60,36 +71,54 @@ class Document(_Model):
 
 
 class CourseError(_Model):
-    """A problem found while producing or parsing the course; never fatal."""
+    """A problem found while producing or parsing the course; never fatal.
+    Long paths and messages are cut (marked with `…`), never refused: a
+    report about a problem must not become one."""
 
-    path: str = ""
-    step: str = ""
-    message: str
+    path: str = Field("", max_length=MAX_PATH_CHARS)
+    step: str = Field("", max_length=64)
+    message: str = Field(max_length=MAX_MESSAGE_CHARS)
+
+    @field_validator("path", "message", mode="before")
+    @classmethod
+    def _cut(cls, value: Any, info: ValidationInfo) -> Any:
+        limit = MAX_PATH_CHARS if info.field_name == "path" else MAX_MESSAGE_CHARS
+        if isinstance(value, str) and len(value) > limit:
+            return value[: limit - 1] + "…"
+        return value
+
+
+def bounded_errors(errors: list[CourseError]) -> list[CourseError]:
+    """At most MAX_ERRORS: the first ones, then one saying how many were left out."""
+    if len(errors) <= MAX_ERRORS:
+        return errors
+    left_out = len(errors) - (MAX_ERRORS - 1)
+    return [*errors[: MAX_ERRORS - 1], CourseError(message=f"{left_out} more problems not listed")]
 
 
 class StepUsage(_Model):
-    step: str
-    input_tokens: int = Field(0, alias="inputTokens")
-    output_tokens: int = Field(0, alias="outputTokens")
-    cost_usd: float = Field(0.0, alias="costUsd")
-    llm_calls: int = Field(0, alias="llmCalls")
+    step: str = Field(max_length=64)
+    input_tokens: int = Field(0, alias="inputTokens", ge=0)
+    output_tokens: int = Field(0, alias="outputTokens", ge=0)
+    cost_usd: float = Field(0.0, alias="costUsd", ge=0, allow_inf_nan=False)
+    llm_calls: int = Field(0, alias="llmCalls", ge=0)
     cached: bool = False
 
 
 class Usage(_Model):
-    input_tokens: int = Field(0, alias="inputTokens")
-    output_tokens: int = Field(0, alias="outputTokens")
-    cost_usd: float = Field(0.0, alias="costUsd")
-    llm_calls: int = Field(0, alias="llmCalls")
-    steps: list[StepUsage] = Field(default_factory=list)
+    input_tokens: int = Field(0, alias="inputTokens", ge=0)
+    output_tokens: int = Field(0, alias="outputTokens", ge=0)
+    cost_usd: float = Field(0.0, alias="costUsd", ge=0, allow_inf_nan=False)
+    llm_calls: int = Field(0, alias="llmCalls", ge=0)
+    steps: list[StepUsage] = Field(default_factory=list, max_length=MAX_STEPS)
 
 
 class Course(_Model):
-    analysis: str = ""
-    commit: str = ""
-    language: str = "en"
-    documents: list[Document] = Field(default_factory=list)
-    errors: list[CourseError] = Field(default_factory=list)
+    analysis: str = Field("", max_length=253)
+    commit: str = Field("", max_length=64, pattern=r"^[0-9a-f]*$")
+    language: str = Field("en", max_length=35)
+    documents: list[Document] = Field(default_factory=list, max_length=MAX_DOCUMENTS)
+    errors: list[CourseError] = Field(default_factory=list, max_length=MAX_ERRORS)
     usage: Usage = Usage()
     partial: bool = False
 

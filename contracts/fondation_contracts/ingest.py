@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import enum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fondation_contracts.course import StepUsage
+from fondation_contracts.text import one_line
 
 STEP_NAMES: tuple[str, ...] = (
     "abstractions",
@@ -49,5 +50,11 @@ class ProgressEvent(BaseModel):
     step_name: str = Field(alias="stepName", max_length=64)
     state: StepState
     message: str = Field("", max_length=2000)
-    commit: str = Field("", max_length=64)
+    commit: str = Field("", max_length=64, pattern=r"^[0-9a-f]*$")
     usage: StepUsage | None = None
+
+    @field_validator("message", "step_name")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        """Shown in status, Events and `kubectl`: no escapes, controls or line breaks."""
+        return one_line(value)

@@ -111,7 +111,10 @@ def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict
         {"name": "home", "emptyDir": {}},
         {
             "name": "token",
-            "secret": {"secretName": names.token_secret_name(cr.name), "defaultMode": 0o440},
+            "secret": {
+                "secretName": names.token_secret_name(cr.name, attempt),
+                "defaultMode": 0o440,
+            },
         },
     ]
     mounts: list[dict[str, Any]] = [
@@ -219,14 +222,14 @@ def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict
     }
 
 
-def build_token_secret(cr: ObservedAnalysisJob, token: str) -> dict[str, Any]:
-    """The per-job ingest token; dies with the AnalysisJob through its owner."""
+def build_token_secret(cr: ObservedAnalysisJob, attempt: int, token: str) -> dict[str, Any]:
+    """The attempt's ingest token; dies with the AnalysisJob through its owner."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
-            "name": names.token_secret_name(cr.name),
+            "name": names.token_secret_name(cr.name, attempt),
             "namespace": cr.namespace,
             "labels": labels(cr),
             "ownerReferences": [owner_reference(cr)],

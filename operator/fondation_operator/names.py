@@ -26,12 +26,17 @@ def job_name(analysis: str, attempt: int) -> str:
     return _fit(f"aj-{analysis}", f"-{attempt}")
 
 
-def token_secret_name(analysis: str) -> str:
-    return _fit(f"aj-{analysis}", "-token", 253)
+def token_secret_name(analysis: str, attempt: int) -> str:
+    """One Secret per attempt: an earlier attempt's pod never sees a later token."""
+    return _fit(f"aj-{analysis}", f"-{attempt}-token", 253)
 
 
-def result_configmap_name(analysis: str, index: int) -> str:
-    return _fit(f"aj-{analysis}", f"-course-{index}", 253)
+def result_configmap_name(analysis: str, index: int, generation: str = "") -> str:
+    """Index 0 is the manifest (one name for the life of the job); contents are
+    named by their course's generation, so a new course never overwrites them."""
+    if not generation:
+        return _fit(f"aj-{analysis}", f"-course-{index}", 253)
+    return _fit(f"aj-{analysis}", f"-course-{generation}-{index}", 253)
 
 
 def label_value(name: str) -> str:

@@ -141,7 +141,9 @@ class Reconciler:
 
     async def _start(self, cr: ObservedAnalysisJob, attempt: int) -> None:
         job_body = jobbuilder.build_job(cr, attempt, self.settings)
-        secret_body = jobbuilder.build_token_secret(cr, tokens.for_analysis(self.token_key, cr.uid))
+        secret_body = jobbuilder.build_token_secret(
+            cr, attempt, tokens.for_attempt(self.token_key, cr.uid, attempt)
+        )
         try:
             await asyncio.gather(
                 self._create_once(SECRETS, secret_body, cr.namespace),

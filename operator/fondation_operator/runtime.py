@@ -17,7 +17,8 @@ from fondation_operator.cache import ClusterView
 from fondation_operator.convexbridge import ConvexBridge
 from fondation_operator.events import EventRecorder
 from fondation_operator.health import HealthServer
-from fondation_operator.ingest import IngestServer
+from fondation_operator.httpserver import ConnectionLimits
+from fondation_operator.ingest import IngestLimits, IngestServer
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.config import ConnectionConfig
 from fondation_operator.kube.errors import ApiError, NotFound
@@ -197,7 +198,15 @@ class Operator:
         self.ingest = IngestServer(
             self.reconciler,
             self._token_key,
-            max_course_bytes=self.settings.ingest_max_course_bytes,
+            limits=IngestLimits(
+                max_course_bytes=self.settings.ingest_max_course_bytes,
+                max_concurrent_uploads=self.settings.ingest_max_concurrent_uploads,
+                body_timeout=self.settings.ingest_body_timeout_seconds,
+                connections=ConnectionLimits(
+                    header_timeout=self.settings.ingest_header_timeout_seconds,
+                    max_per_peer=self.settings.ingest_max_connections_per_peer,
+                ),
+            ),
             indexed=lambda: self.view is not None,
         )
         await self.ingest.start(self.settings.bind_address, self.settings.ingest_port)

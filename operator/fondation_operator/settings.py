@@ -70,7 +70,31 @@ class Settings(BaseModel):
         description="Key from which each AnalysisJob's ingest token is derived (HMAC); "
         "empty = a random key per process, so tokens do not survive a restart.",
     )
-    ingest_max_course_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    ingest_max_course_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest course a runner may report, in bytes of JSON after "
+        "decompression; larger bodies are refused with 413.",
+    )
+    ingest_max_concurrent_uploads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Course uploads read and parsed at once; beyond it a runner is told to "
+        "retry (503). Bounds the operator's memory: each costs up to a few times the cap.",
+    )
+    ingest_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection to the ingest endpoint that has not sent a request's "
+        "headers this long after connecting (or after its previous answer) is closed.",
+    )
+    ingest_body_timeout_seconds: float = Field(
+        120.0, gt=0, description="A request body must arrive whole within this time (408)."
+    )
+    ingest_max_connections_per_peer: int = Field(
+        32, ge=1, description="Connections one address may hold open to the ingest endpoint."
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod

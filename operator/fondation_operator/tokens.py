@@ -1,9 +1,10 @@
-"""Per-job ingest tokens, derived rather than stored.
+"""Per-attempt ingest tokens, derived rather than stored.
 
-token = HMAC-SHA256(operator key, AnalysisJob uid). The operator can check a
-token without reading any Secret (it holds no right to), every AnalysisJob
-gets a different one (another job's token is refused), re-creating the
-job's Secret after a crash yields the same value, and a token dies with its
+token = HMAC-SHA256(operator key, AnalysisJob uid and attempt). The operator
+can check a token without reading any Secret (it holds no right to), every
+AnalysisJob and every attempt gets a different one (another job's token, or
+a leftover pod of an earlier attempt, is refused), re-creating an attempt's
+Secret after a crash yields the same value, and a token dies with its
 AnalysisJob because a new object with the same name has a new uid.
 """
 
@@ -19,11 +20,12 @@ def new_key() -> bytes:
     return secrets.token_bytes(32)
 
 
-def for_analysis(key: bytes, uid: str) -> str:
-    digest = hmac.new(key, f"analysisjob/{uid}".encode(), hashlib.sha256).digest()
+def for_attempt(key: bytes, uid: str, attempt: int) -> str:
+    message = f"analysisjob/{uid}/attempt/{attempt}".encode()
+    digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def verify(key: bytes, uid: str, presented: str) -> bool:
+def verify(key: bytes, uid: str, attempt: int, presented: str) -> bool:
     """Constant-time comparison: timing must not reveal how much of a guess is right."""
-    return hmac.compare_digest(for_analysis(key, uid).encode(), presented.encode())
+    return hmac.compare_digest(for_attempt(key, uid, attempt).encode(), presented.encode())

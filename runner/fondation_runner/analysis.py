@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fondation_contracts.course import Course, StepUsage
+from fondation_contracts.course import Course, StepUsage, bounded_errors
 from fondation_runner.backends.base import Backend
 from fondation_runner.cache import StepCache
 from fondation_runner.parser import parse_output
@@ -48,7 +48,7 @@ async def analyze(
     )
     return course.model_copy(
         update={
-            "errors": [*result.errors, *course.errors],
+            "errors": bounded_errors([*result.errors, *course.errors]),
             "usage": result.usage,
             "partial": course.partial or result.partial,
         }

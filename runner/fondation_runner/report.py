@@ -158,10 +158,10 @@ class IngestClient:
         headers = {
             TOKEN_HEADER: f"Bearer {self.target.token}",
             "Content-Type": "application/json",
+            # The token proves this attempt: a late report from an earlier
+            # attempt's pod is refused.
+            ATTEMPT_HEADER: str(self.target.attempt),
         }
-        if self.target.attempt:
-            # Lets the operator refuse a late report from an earlier attempt's pod.
-            headers[ATTEMPT_HEADER] = str(self.target.attempt)
         delay = self.first_delay
         attempt = 0
         while True:

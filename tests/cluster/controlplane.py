@@ -106,7 +106,7 @@ class ControlPlane:
     """Start with `start()`, stop with `stop()`; or use as a context manager."""
 
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fondation-kcp-")))
-    keep_workdir: bool = False
+    keep_workdir: bool = bool(os.environ.get("FONDATION_KEEP_WORKDIR"))
     binary: Path | None = None
     api_port: int = 0
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))

@@ -12,6 +12,7 @@ import aiohttp
 
 from fondation_contracts import analysisjob as aj
 from fondation_contracts.course import Course, Document, DocumentKind
+from fondation_contracts.ingest import ATTEMPT_HEADER
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.resources import ANALYSISJOBS, JOBS, PODS
 
@@ -22,7 +23,7 @@ class OperatorProcessLike(Protocol):
     @property
     def ingest_url(self) -> str: ...
 
-    def token_for(self, uid: str) -> str: ...
+    def token_for(self, uid: str, attempt: int = 1) -> str: ...
 
 
 async def eventually(
@@ -176,20 +177,24 @@ async def post_report(
     body: str,
     *,
     token: str,
+    attempt: int | None = 1,
     headers: dict[str, str] | None = None,
+    body_bytes: bytes | None = None,
 ) -> tuple[int, str]:
-    """POST to the operator's ingest endpoint as a runner would; (status, text)."""
+    """POST to the operator's ingest endpoint as a runner would; (status, text).
+    `body_bytes` is sent gzip-encoded instead of `body`."""
     url = f"{ingest_url}/v1/namespaces/{namespace}/analysisjobs/{name}/{what}"
+    sent = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if attempt is not None:
+        sent[ATTEMPT_HEADER] = str(attempt)
+    if body_bytes is not None:
+        sent["Content-Encoding"] = "gzip"
     async with (
         aiohttp.ClientSession() as session,
         session.post(
             url,
-            data=body.encode(),
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "application/json",
-                **(headers or {}),
-            },
+            data=body.encode() if body_bytes is None else body_bytes,
+            headers={**sent, **(headers or {})},
         ) as resp,
     ):
         return resp.status, await resp.text()
@@ -239,6 +244,29 @@ class RetryableReport(Exception):
     """The operator answered 503: it is starting and will know the job shortly."""
 
 
+async def _post_as_runner(
+    op: OperatorProcessLike, kube: KubeClient, namespace: str, name: str, what: str, body: str
+) -> tuple[int, str]:
+    """Post with the current attempt's token; a 503 is retried for a few
+    seconds (the attempt may be recorded just after its Job is created)."""
+    deadline = time.monotonic() + 5
+    while True:
+        cr = await get_aj(kube, namespace, name)
+        attempt = int((cr.get("status") or {}).get("attempt") or 1)
+        status, text = await post_report(
+            op.ingest_url,
+            namespace,
+            name,
+            what,
+            body,
+            token=op.token_for(cr["metadata"]["uid"], attempt),
+            attempt=attempt,
+        )
+        if status != 503 or time.monotonic() > deadline:
+            return status, text
+        await asyncio.sleep(0.2)
+
+
 async def report_course(
     op: OperatorProcessLike,
     kube: KubeClient,
@@ -246,11 +274,8 @@ async def report_course(
     name: str,
     course: Course | None = None,
 ) -> None:
-    cr = await get_aj(kube, namespace, name)
     body = (course or sample_course(name)).model_dump_json(by_alias=True)
-    status, text = await post_report(
-        op.ingest_url, namespace, name, "course", body, token=op.token_for(cr["metadata"]["uid"])
-    )
+    status, text = await _post_as_runner(op, kube, namespace, name, "course", body)
     if status == 503:
         raise RetryableReport(text)
     assert status == 201, text
@@ -276,16 +301,10 @@ async def report_step(
     """POST one progress event as the runner does: `clone` (step 0), then the six steps."""
     from fondation_contracts.ingest import STEP_NAMES, ProgressEvent, StepState
 
-    cr = await get_aj(kube, namespace, name)
     step = 0 if step_name == "clone" else STEP_NAMES.index(step_name) + 1
     event = ProgressEvent(step=step, step_name=step_name, state=StepState(state), message=message)
-    status, text = await post_report(
-        op.ingest_url,
-        namespace,
-        name,
-        "events",
-        event.model_dump_json(by_alias=True),
-        token=op.token_for(cr["metadata"]["uid"]),
+    status, text = await _post_as_runner(
+        op, kube, namespace, name, "events", event.model_dump_json(by_alias=True)
     )
     if status == 503:
         raise RetryableReport(text)

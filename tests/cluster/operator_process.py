@@ -52,9 +52,10 @@ class OperatorProcess:
     def ingest_url(self) -> str:
         return f"http://127.0.0.1:{self.ingest_port}"
 
-    def token_for(self, uid: str) -> str:
-        """The ingest token of the AnalysisJob with this uid, as its pod would read it."""
-        return tokens.for_analysis(self.token_key.encode(), uid)
+    def token_for(self, uid: str, attempt: int = 1) -> str:
+        """The ingest token of an attempt of the AnalysisJob with this uid, as its pod
+        would read it."""
+        return tokens.for_attempt(self.token_key.encode(), uid, attempt)
 
     def start(self, *, wait_ready: bool = True, timeout: float = 30.0) -> None:
         self.health_port = free_port()
