@@ -79,6 +79,7 @@ def add_analyze(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run_analyze(args: argparse.Namespace) -> int:
+    from fondation_contracts.analysisjob import ALLOWED_HOSTS_ENV, host_list  # noqa: PLC0415
     from fondation_runner.analysis import analyze, course_summary, project_name  # noqa: PLC0415
     from fondation_runner.backends.base import BackendError  # noqa: PLC0415
     from fondation_runner.backends.factory import (  # noqa: PLC0415
@@ -106,7 +107,11 @@ def run_analyze(args: argparse.Namespace) -> int:
                     raise CloneError(f"{source_dir} is not a directory")
             else:
                 checkout = clone(
-                    args.source, Path(scratch) / "repository", ref=args.ref, sub_path=args.sub_path
+                    args.source,
+                    Path(scratch) / "repository",
+                    ref=args.ref,
+                    sub_path=args.sub_path,
+                    allowed_hosts=host_list(os.environ.get(ALLOWED_HOSTS_ENV, "")),
                 )
                 source_dir, commit = checkout.source_dir, checkout.commit
             course = asyncio.run(

@@ -26,6 +26,16 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "fondation-operator"
 
+ALLOWED_HOSTS_ENV = "FONDATION_ALLOWED_REPOSITORY_HOSTS"
+"""Repository hosts (names, addresses or CIDR networks, comma-separated) a
+runner may clone from although they are not public: the operator's setting
+of the same name, passed to each runner."""
+
+
+def host_list(value: str) -> list[str]:
+    """`a.example, 10.0.0.0/8` -> `["a.example", "10.0.0.0/8"]`."""
+    return [h.strip().lower() for h in value.split(",") if h.strip()]
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")

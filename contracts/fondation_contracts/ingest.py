@@ -16,7 +16,7 @@ import enum
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fondation_contracts.course import StepUsage
-from fondation_contracts.text import one_line
+from fondation_contracts.text import clean, one_line
 
 STEP_NAMES: tuple[str, ...] = (
     "abstractions",
@@ -53,8 +53,13 @@ class ProgressEvent(BaseModel):
     commit: str = Field("", max_length=64, pattern=r"^[0-9a-f]*$")
     usage: StepUsage | None = None
 
-    @field_validator("message", "step_name")
+    @field_validator("message")
     @classmethod
     def _printable(cls, value: str) -> str:
-        """Shown in status, Events and `kubectl`: no escapes, controls or line breaks."""
+        """Shown in status, Events and `kubectl`: no escapes or controls."""
+        return clean(value)
+
+    @field_validator("step_name")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
         return one_line(value)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fondation_contracts import analysisjob as aj
+from fondation_contracts.text import clean
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.errors import ApiError
 from fondation_operator.kube.resources import EVENTS
@@ -94,7 +95,7 @@ class EventRecorder:
             },
             "type": event.type,
             "reason": event.reason,
-            "message": event.message[:1024],
+            "message": clean(event.message)[:1024],
             "source": {"component": COMPONENT},
             "reportingComponent": COMPONENT,
             "reportingInstance": COMPONENT,

@@ -84,6 +84,7 @@ def _env(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> list[dict
         "FONDATION_WORKSPACE": WORKSPACE,
         ingest.INGEST_URL_ENV: settings.ingest_url,
         ingest.TOKEN_FILE_ENV: f"{TOKEN_MOUNT}/{ingest.TOKEN_SECRET_KEY}",
+        aj.ALLOWED_HOSTS_ENV: ",".join(settings.allowed_repository_hosts),
         "HOME": "/home/runner",
         "TMPDIR": "/tmp",  # noqa: S108 - an emptyDir in the pod
     }

@@ -70,6 +70,12 @@ class Settings(BaseModel):
         description="Key from which each AnalysisJob's ingest token is derived (HMAC); "
         "empty = a random key per process, so tokens do not survive a restart.",
     )
+    allowed_repository_hosts: list[str] = Field(
+        default_factory=list,
+        description="Repository hosts runners may clone from although they are IP "
+        "addresses, loopback or private (names, addresses or CIDR networks, "
+        "comma-separated); every other such host is refused before cloning.",
+    )
     ingest_max_course_bytes: int = Field(
         16 * 1024 * 1024,
         ge=1024,
@@ -96,7 +102,7 @@ class Settings(BaseModel):
         32, ge=1, description="Connections one address may hold open to the ingest endpoint."
     )
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "allowed_repository_hosts", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -11,6 +11,7 @@ import datetime
 from typing import Any
 
 from fondation_contracts.analysisjob import Phase
+from fondation_contracts.text import clean
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.resources import ANALYSISJOBS
 from fondation_operator.observed import ObservedAnalysisJob
@@ -77,12 +78,24 @@ async def transition(
 async def write(
     client: KubeClient, cr: ObservedAnalysisJob, patch: dict[str, Any]
 ) -> dict[str, Any]:
-    """Merge-patch status fields (progress, result...) without a transition."""
+    """Merge-patch status fields (progress, result...) without a transition.
+    Every string is cleaned of control characters: much of it comes from the
+    runner (progress, failure messages) and ends up in `kubectl` output."""
     return await client.patch(
         ANALYSISJOBS,
         cr.name,
-        {"status": patch},
+        {"status": _cleaned(patch)},
         cr.namespace,
         sub="status",
         field_manager=FIELD_MANAGER,
     )
+
+
+def _cleaned(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {k: _cleaned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleaned(v) for v in value]
+    return value

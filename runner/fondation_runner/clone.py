@@ -4,7 +4,13 @@ One way for every source and ref: `git init`, a shallow `git fetch` of the
 ref (branch, tag, 40-hex commit, or the remote's HEAD when empty), then a
 detached checkout, so the recorded commit is exactly what was analysed.
 
-The clone handles untrusted input, so it is careful about three things:
+The clone handles untrusted input, so it is careful about four things:
+- it refuses repository hosts inside the cluster's own networks: an IP
+  literal, `localhost`, or a name resolving to a loopback, private,
+  link-local or otherwise non-public address (the runner would otherwise be
+  a way to probe them), unless the operator's allow-list names the host;
+  git's own error output is not passed on, only what kind of failure it was
+  (it may quote what an internal service answered);
 - it runs git with the Claude credentials scrubbed from the environment
   (only the analyze step may see them) and without a terminal prompt;
 - it checks symbolic links out as plain files (`core.symlinks=false`): a
@@ -16,14 +22,24 @@ The clone handles untrusted input, so it is careful about three things:
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import re
+import socket
 import subprocess
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+from fondation_contracts.analysisjob import ALLOWED_HOSTS_ENV
 from fondation_contracts.ingest import TOKEN_FILE_ENV
+from fondation_contracts.text import one_line
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 500 * 1024 * 1024
 DEFAULT_TIMEOUT_SECONDS = 900.0
@@ -58,6 +74,83 @@ class CloneError(Exception):
 
 class RepositoryTooLarge(CloneError):
     pass
+
+
+class HostRefused(CloneError):
+    pass
+
+
+Resolver = Callable[[str], list[str]]
+
+
+def _resolve(host: str) -> list[str]:
+    infos: list[Any] = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return [str(info[4][0]) for info in infos]
+
+
+def repository_host(repository: str) -> str | None:
+    """The network host of a clone URL (lowercase, no brackets); None for local paths."""
+    if _SCP_LIKE.match(repository):
+        return repository.split("@", 1)[1].split(":", 1)[0].lower()
+    if repository.startswith(_URL_SCHEMES) and not repository.startswith("file://"):
+        return (urlsplit(repository).hostname or "").lower()
+    return None
+
+
+def check_host(
+    repository: str, allowed: Collection[str] = (), *, resolve: Resolver = _resolve
+) -> None:
+    """Raise HostRefused when the repository's host is not a public one and the
+    allow-list (host names, addresses or networks) does not name it."""
+    host = repository_host(repository)
+    if host is None or _allowed(host, allowed):
+        return
+    hint = f"; an operator can allow it in {ALLOWED_HOSTS_ENV}"
+    if not host:
+        raise HostRefused(f"the repository URL names no host{hint}")
+    if host == "localhost" or host.endswith(".localhost"):
+        raise HostRefused(f"the repository host {host} is this machine{hint}")
+    if _ip_literal(host) is not None:
+        raise HostRefused(f"the repository host {host} is an IP address, not a name{hint}")
+    try:
+        addresses = resolve(host)
+    except OSError:
+        return  # git says that the name does not resolve
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if not ip.is_global and not _allowed(str(ip), allowed):
+            raise HostRefused(
+                f"the repository host {host} resolves to {ip}, a private, loopback or "
+                f"link-local address{hint}"
+            )
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`host` as an address, including the forms C resolvers accept (`127.1`, `0x7f.1`,
+    `2130706433`)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _allowed(host: str, allowed: Collection[str]) -> bool:
+    ip = _ip_literal(host)
+    for given in allowed:
+        entry = given.strip().lower()
+        if entry == host:
+            return True
+        if ip is not None and "/" in entry:
+            try:
+                if ip in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+    return False
 
 
 @dataclass(frozen=True)
@@ -110,11 +203,14 @@ def clone(
     sub_path: str = "",
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    allowed_hosts: Collection[str] = (),
+    resolve: Resolver = _resolve,
 ) -> Checkout:
     """Check `repository` out at `ref` into the empty or absent directory `dest`."""
     if ref and not (_COMMIT.match(ref) or (_REF.match(ref) and ".." not in ref)):
         raise CloneError(f"not a branch, tag or 40-hex commit: {ref!r}")
     url = repository_url(repository)
+    check_host(url, allowed_hosts, resolve=resolve)
     if dest.exists() and any(dest.iterdir()):
         raise CloneError(f"clone destination {dest} is not empty")
     dest.mkdir(parents=True, exist_ok=True)
@@ -201,8 +297,9 @@ class _Git:
             raise
         self._check_limits()
         if process.returncode != 0:
-            detail = redact(stderr.strip().splitlines()[-1] if stderr.strip() else "")
-            raise CloneError(f"git {args[0]} failed ({process.returncode}): {detail}")
+            # The detail goes to the pod's log only, never to status.
+            logger.warning("git %s failed: %s", args[0], one_line(redact(stderr.strip()))[-2000:])
+            raise CloneError(f"git {args[0]} failed ({process.returncode}): {_kind(stderr)}")
         return stdout
 
     def _check_limits(self) -> None:
@@ -214,6 +311,32 @@ class _Git:
                 f"the repository is larger than the {_megabytes(self.max_bytes)} limit "
                 f"(stopped at {_megabytes(size)}); analyse a subPath or raise the limit"
             )
+
+
+_FAILURES: tuple[tuple[str, str], ...] = (
+    ("could not resolve host|name or service not known|temporary failure in name",
+     "the host name does not resolve"),
+    ("connection refused|failed to connect|couldn't connect|no route to host|unreachable",
+     "cannot connect to the host"),
+    ("timed out|timeout", "the connection timed out"),
+    ("ssl|tls|certificate", "TLS or certificate problem"),
+    ("authentication|could not read username|permission denied|403|401",
+     "access denied (private repository?)"),
+    ("couldn't find remote ref|no such ref|not our ref|unadvertised object",
+     "no such branch, tag or commit"),
+    ("not found|does not appear to be a git repository|404", "repository not found"),
+    ("returned error|http", "the server answered with an error"),
+)  # fmt: skip
+"""git's stderr pattern -> what the failure is called in status; first match wins."""
+
+
+def _kind(stderr: str) -> str:
+    """What kind of failure git reports, in our words: its own output may quote
+    what the server answered, which must not reach status."""
+    for pattern, kind in _FAILURES:
+        if re.search(pattern, stderr, re.IGNORECASE):
+            return kind
+    return "see the runner's log" if stderr.strip() else "no detail"
 
 
 def _megabytes(size: int) -> str:

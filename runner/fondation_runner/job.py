@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fondation_contracts.analysisjob import ALLOWED_HOSTS_ENV, host_list
 from fondation_runner.clone import DEFAULT_MAX_BYTES
 from fondation_runner.pipeline import DEFAULT_MAX_CHAPTERS, DEFAULT_PARALLELISM
 
@@ -32,6 +33,7 @@ ENVIRONMENT: dict[str, str] = {
     "attempt": "FONDATION_ATTEMPT",
     "claude_credentials_dir": "FONDATION_CLAUDE_CREDENTIALS_DIR",
     "max_repository_bytes": "FONDATION_MAX_REPOSITORY_BYTES",
+    "allowed_hosts": ALLOWED_HOSTS_ENV,
 }
 """Field of RunnerJob -> environment variable. The ingest URL and token file
 are read by `report.IngestTarget` (names in fondation_contracts.ingest)."""
@@ -55,6 +57,12 @@ class RunnerJob(BaseModel):
     attempt: int = Field(1, ge=1)
     claude_credentials_dir: Path | None = None
     max_repository_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1)
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return host_list(value) if isinstance(value, str) else value
 
     @classmethod
     def from_sources(cls, environ: Mapping[str, str], overrides: Mapping[str, Any]) -> RunnerJob:

@@ -105,6 +105,7 @@ async def _analyze(job: RunnerJob, reporter: Reporter, environ: MutableMapping[s
         ref=job.ref,
         sub_path=job.sub_path,
         max_bytes=job.max_repository_bytes,
+        allowed_hosts=job.allowed_hosts,
     )
     await reporter(
         make_event(

@@ -18,6 +18,13 @@ that does not parse, a missing chapter, a file the layout does not know, a
 second file for the same chapter, all become `Course.errors` entries, and
 missing content sets `partial`. The files themselves are left as they are.
 
+The directory may be hostile (it was written while a model read an
+untrusted repository, or comes from elsewhere): symbolic links are never
+followed (nothing outside the directory is read), a file over
+MAX_FILE_BYTES is not read, YAML aliases are refused (a few hundred bytes
+of them expand to gigabytes), Markdown is neutralised (`safety`), and each
+of these is a per-file error.
+
 Slugs (unique within a course, matching the Document pattern):
     step1_abstractions, step2_relationships, step3_order
     chapter-NN-<name>      NN = chapterIndex + 1, <name> from the order
@@ -28,6 +35,7 @@ Slugs (unique within a course, matching the Document pattern):
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +43,18 @@ from typing import Any
 
 import yaml
 
-from fondation_contracts.course import Course, CourseError, Document, DocumentKind
+from fondation_contracts.course import (
+    MAX_DOCUMENT_CHARS,
+    Course,
+    CourseError,
+    Document,
+    DocumentKind,
+    bounded_errors,
+)
+from fondation_contracts.text import clean, one_line
+from fondation_contracts.text import path as printable_path
 from fondation_runner import layout
+from fondation_runner.safety import load_yaml, neutralise_markdown
 
 YAML_DOCUMENTS: tuple[tuple[str, str, str], ...] = (
     ("abstractions", layout.ABSTRACTIONS_FILE, "Abstractions"),
@@ -46,6 +64,8 @@ YAML_DOCUMENTS: tuple[tuple[str, str, str], ...] = (
 REVIEWED_PREFIX = "Reviewed: "
 TUTORIAL_PREFIX = "Tutorial: "
 _TITLE_MAX = 500
+MAX_FILE_BYTES = MAX_DOCUMENT_CHARS
+"""No document can be larger (the course store's limit), so no file is read past it."""
 
 _NUMBERED = re.compile(r"^(?P<number>\d+)[_-](?P<rest>.*)$")
 _CHAPTER_N = re.compile(r"^chapter[_-]?(?P<number>\d+)(?:[_-](?P<rest>.*))?$", re.IGNORECASE)
@@ -69,6 +89,7 @@ def parse_output(
         return course
     reader = _Reader(out, course)
     reader.read()
+    course.errors = bounded_errors(course.errors)
     return course
 
 
@@ -91,9 +112,17 @@ class _Reader:
     def __init__(self, out: Path, course: Course) -> None:
         self.out = out
         self.course = course
-        self.unclaimed = {
-            p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() or p.is_symlink()
-        }
+        self.unclaimed: set[str] = set()
+        self.links: set[str] = set()
+        for directory, subdirectories, files in os.walk(out):  # never follows links
+            base = Path(directory)
+            for name in [*files, *subdirectories]:
+                path = base / name
+                relative = path.relative_to(out).as_posix()
+                if path.is_symlink():
+                    self.links.add(relative)
+                elif name in files:
+                    self.unclaimed.add(relative)
 
     def read(self) -> None:
         parsed = {step: self._yaml(step, name, title) for step, name, title in YAML_DOCUMENTS}
@@ -107,6 +136,8 @@ class _Reader:
         self._tutorials()
         for path in sorted(self.unclaimed, key=_natural):
             self._error(path, "", "unexpected file, not part of the course layout (left as is)")
+        for path in sorted(self.links, key=_natural):
+            self._error(path, "", "a symbolic link: not followed, not published")
         _make_slugs_unique(self.course.documents)
 
     # YAML steps ------------------------------------------------------------
@@ -114,12 +145,14 @@ class _Reader:
     def _yaml(self, step: str, name: str, title: str) -> Any:
         path = self.out / name
         self.unclaimed.discard(name)
-        if not path.is_file():
+        if name in self.links or not path.is_file():
             self._missing(name, step, "missing")
             return None
         text = self._text(name, step)
+        if text is None:
+            return None
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as error:
             self._missing(name, step, f"not valid YAML: {' '.join(str(error).split())}")
             return None
@@ -131,7 +164,7 @@ class _Reader:
                 kind=DocumentKind.YAML,
                 slug=name.removesuffix(".yaml"),
                 title=title,
-                content=json.dumps(data, indent=2, ensure_ascii=False, default=str),
+                content=_html_safe_json(data),
                 source_path=name,
             )
         )
@@ -177,6 +210,8 @@ class _Reader:
             relative = f"{folder}/{file}"
             self.unclaimed.discard(relative)
             content = self._text(relative, step)
+            if content is None:
+                continue
             title = _title(content)
             match = _match(file, title, positions, zero_based)
             if match is None:
@@ -206,11 +241,15 @@ class _Reader:
 
     def _markdown_files(self, folder: str, step: str) -> list[str] | None:
         directory = self.out / folder
-        if not directory.is_dir():
+        if folder in self.links or not directory.is_dir():
             self._missing(folder + "/", step, "missing directory")
             return None
         files = sorted(
-            (p.name for p in directory.iterdir() if p.is_file() and p.suffix == ".md"),
+            (
+                p.name
+                for p in directory.iterdir()
+                if p.suffix == ".md" and not p.is_symlink() and p.is_file()
+            ),
             key=_natural,
         )
         if not files:
@@ -237,10 +276,10 @@ class _Reader:
                 Document.build(
                     kind=DocumentKind.CHAPTER,
                     slug=f"{slug_prefix}-{position + 1:02d}" + (f"-{label}" if label else ""),
-                    title=(title_prefix + title)[:_TITLE_MAX],
-                    content=chapter.content,
+                    title=one_line(title_prefix + title)[:_TITLE_MAX],
+                    content=neutralise_markdown(chapter.content),
                     chapter_index=position,
-                    source_path=chapter.path,
+                    source_path=printable_path(chapter.path),
                 )
             )
 
@@ -277,6 +316,8 @@ class _Reader:
             relative = f"{layout.TUTORIALS_DIR}/{file}"
             self.unclaimed.discard(relative)
             content = self._text(relative, "tutorial")
+            if content is None:
+                continue
             if not content.strip():
                 self._missing(relative, "tutorial", "empty file")
                 continue
@@ -285,19 +326,28 @@ class _Reader:
                 Document.build(
                     kind=DocumentKind.TUTORIAL,
                     slug=f"tutorial-{layout.slugify(stem) or number + 1}",
-                    title=(TUTORIAL_PREFIX + (_title(content) or stem.replace("_", " ")))[
+                    title=one_line(TUTORIAL_PREFIX + (_title(content) or stem.replace("_", " ")))[
                         :_TITLE_MAX
                     ],
-                    content=content,
+                    content=neutralise_markdown(content),
                     chapter_index=number,
-                    source_path=relative,
+                    source_path=printable_path(relative),
                 )
             )
 
     # Reporting -------------------------------------------------------------
 
-    def _text(self, relative: str, step: str) -> str:
-        data = (self.out / relative).read_bytes()
+    def _text(self, relative: str, step: str) -> str | None:
+        """The file's text, or None (reported) when it is too large to publish."""
+        try:
+            with (self.out / relative).open("rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)
+        except OSError as error:
+            self._missing(relative, step, f"cannot be read: {error.strerror}")
+            return None
+        if len(data) > MAX_FILE_BYTES:
+            self._missing(relative, step, f"over {MAX_FILE_BYTES} bytes: not published")
+            return None
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
@@ -309,7 +359,16 @@ class _Reader:
         self._error(path, step, message)
 
     def _error(self, path: str, step: str, message: str) -> None:
-        self.course.errors.append(CourseError(path=path, step=step, message=message))
+        self.course.errors.append(
+            CourseError(path=printable_path(path), step=step, message=clean(message))
+        )
+
+
+def _html_safe_json(data: Any) -> str:
+    """Pretty JSON that no HTML renderer can take for markup: `<`, `>` and `&`
+    written as escapes (the same JSON value), controls and bidi overrides removed."""
+    text = clean(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _abstraction_names(data: Any) -> list[str]:

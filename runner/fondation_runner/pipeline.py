@@ -31,6 +31,7 @@ import yaml
 import fondation_prompts
 from fondation_contracts.course import CourseError, StepUsage, Usage
 from fondation_contracts.ingest import StepState
+from fondation_contracts.text import path as printable_path
 from fondation_runner import layout
 from fondation_runner.answers import (
     Abstraction,
@@ -44,6 +45,7 @@ from fondation_runner.asking import DEFAULT_MAX_ATTEMPTS, Asker, Meter, StepFail
 from fondation_runner.backends.base import Backend
 from fondation_runner.cache import StepCache
 from fondation_runner.progress import EventSink, discard, make_event
+from fondation_runner.safety import code_span
 from fondation_runner.sources import DEFAULT_MAX_FILE_BYTES, SourceListing, list_sources
 from fondation_runner.validate import (
     MarkdownContext,
@@ -610,7 +612,7 @@ def _neighbours(plan: list[Chapter], chapter: Chapter) -> str:
 def _abstraction_list(abstractions: list[Abstraction]) -> str:
     return "\n".join(
         f"{i}. **{a.name}**: {' '.join(a.description.split())}\n"
-        f"   Files: {', '.join(f'`{p}`' for p in a.file_paths)}"
+        f"   Files: {', '.join(code_span(p) for p in a.file_paths)}"
         for i, a in enumerate(abstractions)
     )
 
@@ -625,14 +627,16 @@ def _relationship_list(relationships: list[Relationship], abstractions: list[Abs
 
 
 def _file_list(listing: SourceListing) -> str:
-    return "\n".join(f"- `{f.path}` ({f.size} bytes)" for f in listing.files) or "(no files)"
+    return "\n".join(f"- {code_span(f.path)} ({f.size} bytes)" for f in listing.files) or (
+        "(no files)"
+    )
 
 
 def _skipped_list(listing: SourceListing) -> str:
     noted = [s for s in listing.skipped if s.reason != "binary"]
     if not noted:
         return ""
-    shown = "\n".join(f"- `{s.path}`: {s.reason}" for s in noted[:MAX_REPORTED_SKIPS])
+    shown = "\n".join(f"- {code_span(s.path)}: {s.reason}" for s in noted[:MAX_REPORTED_SKIPS])
     more = len(noted) - MAX_REPORTED_SKIPS
     tail = f"\n- and {more} more" if more > 0 else ""
     return f"These files were left out of the list:\n{shown}{tail}"
@@ -642,7 +646,11 @@ def _skipped_errors(listing: SourceListing) -> list[CourseError]:
     """Files the listing left out, other than binaries, reported (first ones by name)."""
     noted = [s for s in listing.skipped if s.reason != "binary"]
     errors = [
-        CourseError(step="abstractions", path=s.path, message=f"not shown to the model: {s.reason}")
+        CourseError(
+            step="abstractions",
+            path=printable_path(s.path),
+            message=f"not shown to the model: {s.reason}",
+        )
         for s in noted[:MAX_REPORTED_SKIPS]
     ]
     if len(noted) > MAX_REPORTED_SKIPS:
@@ -656,4 +664,4 @@ def _skipped_errors(listing: SourceListing) -> list[CourseError]:
 
 
 def _bullets(items: Sequence[str]) -> str:
-    return "\n".join(f"- `{item}`" for item in items)
+    return "\n".join(f"- {code_span(item)}" for item in items)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from fondation_contracts.text import clean, one_line
 from fondation_runner.answers import (
     Abstraction,
     Abstractions,
@@ -28,6 +29,7 @@ from fondation_runner.answers import (
     Relationships,
 )
 from fondation_runner.mermaid import check_mermaid
+from fondation_runner.safety import load_yaml, neutralise_markdown
 
 MAX_REPORTED_PROBLEMS = 20
 
@@ -226,7 +228,7 @@ def parse_yaml(text: str) -> Any:
     fenced = _YAML_FENCE.search(text)
     body = fenced.group("body") if fenced else text
     try:
-        return yaml.safe_load(body)
+        return load_yaml(body)
     except yaml.YAMLError as error:
         raise ValidationFailed([f"the answer is not valid YAML: {_one_line(error)}"]) from None
 
@@ -235,9 +237,11 @@ def parse_yaml(text: str) -> Any:
 
 
 def validate_markdown(text: str, context: MarkdownContext) -> MarkdownAnswer:
-    """Check a chapter, a review or the tutorial index."""
+    """Check a chapter, a review or the tutorial index, and return it
+    neutralised (`safety`): raw HTML, unsafe links, Mermaid clicks and
+    directives and control characters never reach the course."""
     unwrapped = _MARKDOWN_FENCE.match(text.strip())
-    body = (unwrapped.group("body") if unwrapped else text).strip() + "\n"
+    body = clean((unwrapped.group("body") if unwrapped else text).strip()) + "\n"
     prose, code_blocks, unclosed = _split_markdown(body)
     problems: list[str] = []
     if unclosed:
@@ -256,7 +260,7 @@ def validate_markdown(text: str, context: MarkdownContext) -> MarkdownAnswer:
             problems.extend(f"mermaid diagram: {p}" for p in check_mermaid(source))
     _raise_if(problems)
     assert title is not None
-    return MarkdownAnswer(title=title, text=body)
+    return MarkdownAnswer(title=one_line(title), text=neutralise_markdown(body))
 
 
 def _split_markdown(text: str) -> tuple[list[tuple[int, str]], list[tuple[str, str]], bool]:

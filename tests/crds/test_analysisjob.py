@@ -42,6 +42,18 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "spec.source.repository",
         "..",
     ),
+    (
+        "metadata-address",
+        {"source": {"repository": "https://169.254.169.254/latest/meta-data"}},
+        "spec.source.repository",
+        "metadata",
+    ),
+    (
+        "metadata-name",
+        {"source": {"repository": "git@metadata.google.internal:a/b"}},
+        "spec.source.repository",
+        "metadata",
+    ),
     ("empty-repository", {"source": {"repository": ""}}, "spec.source.repository", ""),
     ("missing-repository", {"source": {"ref": "main"}}, "spec.source.repository", "Required"),
     ("missing-source", {"source": None}, "spec.source", "Required"),

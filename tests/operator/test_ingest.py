@@ -19,7 +19,7 @@ import pytest
 from fondation_contracts.course import Course, Document, DocumentKind
 from fondation_operator import course_store, names
 from fondation_operator.kube.client import KubeClient
-from fondation_operator.kube.resources import CONFIGMAPS
+from fondation_operator.kube.resources import CONFIGMAPS, EVENTS
 from tests.cluster.objects import (
     create_aj,
     eventually,
@@ -446,3 +446,33 @@ async def test_idle_and_slow_connections_are_not_held(
         op.ingest_url, namespace, "target", "events", json.dumps(EVENT), token=token
     )
     assert status == 202, text
+
+
+async def test_escapes_in_progress_messages_reach_neither_status_nor_events(
+    kube: KubeClient, namespace: str, operator: OperatorProcess
+) -> None:
+    cr = await create_aj(kube, namespace, "noisy")
+    await wait_phase(kube, namespace, "noisy", "Running")
+    hostile = {
+        **EVENT,
+        "message": "\x1b[2J\x1b]0;owned\x07\x1b[31mred\x1b[0m\x00 and \u202etxet\r\nnext",
+    }
+    status, text = await post_report(
+        operator.ingest_url,
+        namespace,
+        "noisy",
+        "events",
+        json.dumps(hostile),
+        token=operator.token_for(cr["metadata"]["uid"]),
+    )
+    assert status == 202, text
+
+    async def recorded() -> list[str]:
+        events = await kube.list(EVENTS, namespace)
+        return [e["message"] for e in events if "abstractions started" in e["message"]]
+
+    [message] = await eventually(recorded, what="the progress Event")
+    progress = (await get_aj(kube, namespace, "noisy"))["status"]["progress"]["message"]
+    for shown in (message, progress):
+        assert "red and txet" in shown
+        assert not any(c in shown for c in "\x1b\x00\x07\u202e\r")

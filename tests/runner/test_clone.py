@@ -8,7 +8,9 @@ import pytest
 
 from fondation_runner.clone import (
     CloneError,
+    HostRefused,
     RepositoryTooLarge,
+    check_host,
     clone,
     git_environment,
     redact,
@@ -177,3 +179,78 @@ def test_destination_must_be_empty(git_repo: Path, tmp_path: Path) -> None:
     (dest / "something").write_text("x")
     with pytest.raises(CloneError, match="not empty"):
         clone(str(git_repo), dest)
+
+
+def _resolver(table: dict[str, list[str]]) -> object:
+    def resolve(host: str) -> list[str]:
+        if host not in table:
+            raise OSError("no such host")
+        return table[host]
+
+    return resolve
+
+
+DNS = {
+    "github.com": ["140.82.121.4"],
+    "rebind.example": ["140.82.121.4", "127.0.0.1"],
+    "internal.example": ["10.1.2.3"],
+    "metadata.example": ["169.254.169.254"],
+    "v6.example": ["fd00::1"],
+}
+
+
+@pytest.mark.parametrize(
+    "repository",
+    [
+        "https://10.0.0.5/o/r.git",
+        "https://127.1/o/r.git",
+        "https://2130706433/o/r.git",
+        "https://0x7f.0.0.1/o/r.git",
+        "https://[::1]/o/r.git",
+        "https://169.254.169.254/latest/meta-data",
+        "https://8.8.8.8/o/r.git",  # public, but an address: no name, no TLS name check
+        "https://localhost/o/r.git",
+        "git@localhost:o/r.git",
+        "https://git.localhost/o/r.git",
+        "https://internal.example/o/r.git",
+        "https://rebind.example/o/r.git",
+        "git@metadata.example:o/r.git",
+        "https://v6.example:8443/o/r.git",
+    ],
+)
+def test_hosts_inside_the_cluster_are_refused(repository: str) -> None:
+    with pytest.raises(HostRefused, match="FONDATION_ALLOWED_REPOSITORY_HOSTS"):
+        check_host(repository, resolve=_resolver(DNS))  # type: ignore[arg-type]
+
+
+def test_public_names_local_paths_and_allowed_hosts_pass() -> None:
+    resolve = _resolver(DNS)
+    check_host("https://github.com/o/r.git", resolve=resolve)  # type: ignore[arg-type]
+    check_host("git@github.com:o/r.git", resolve=resolve)  # type: ignore[arg-type]
+    check_host("https://unknown.example/o/r.git", resolve=resolve)  # type: ignore[arg-type]
+    check_host("file:///srv/repo", resolve=resolve)  # type: ignore[arg-type]
+    check_host("https://10.0.0.5/o/r.git", ["10.0.0.5"], resolve=resolve)  # type: ignore[arg-type]
+    check_host(
+        "https://internal.example/o/r.git",
+        ["10.0.0.0/8"],
+        resolve=resolve,  # type: ignore[arg-type]
+    )
+    check_host(
+        "https://internal.example/o/r.git",
+        ["Internal.Example"],
+        resolve=resolve,  # type: ignore[arg-type]
+    )
+
+
+def test_a_refused_host_is_refused_before_git_runs(tmp_path: Path) -> None:
+    with pytest.raises(HostRefused):
+        clone("https://127.0.0.1:9/o/r.git", tmp_path / "clone")
+    assert not (tmp_path / "clone").exists()
+
+
+def test_gits_own_error_output_is_not_passed_on(tmp_path: Path) -> None:
+    # Allowed, but nothing listens: git says "Failed to connect to 127.0.0.1 port 9 ...".
+    with pytest.raises(CloneError) as failure:
+        clone("https://127.0.0.1:9/o/r.git", tmp_path / "clone", allowed_hosts=["127.0.0.1"])
+    assert str(failure.value).endswith("git fetch failed (128): cannot connect to the host")
+    assert "port 9" not in str(failure.value)

