@@ -483,6 +483,48 @@ def test_network_policies_admit_runner_pods_to_the_ingest_port_only(helm: Helm) 
     assert v6 == {"cidr": "::/0", "except": ["fc00::/7", "fe80::/10"]}
 
 
+def test_limited_to_namespaces_the_rights_are_roles_in_those_namespaces(helm: Helm) -> None:
+    rendered = helm.template({"namespaces": ["team-a", "team-b"]})
+    everything = rbac_rules("ClusterRole", "fondation-operator")
+    crd_rule = [r for r in everything if "customresourcedefinitions" in r["resources"]]
+    assert rendered.one("ClusterRole")["rules"] == crd_rule
+    roles = {r["metadata"]["namespace"]: r for r in rendered.all("Role")}
+    assert set(roles) == {"team-a", "team-b"}
+    for role in roles.values():
+        assert role["rules"] == [r for r in everything if r not in crd_rule]
+    account = rendered.one("ServiceAccount")["metadata"]["name"]
+    bindings = {b["metadata"]["namespace"]: b for b in rendered.all("RoleBinding")}
+    assert set(bindings) == {"team-a", "team-b"}
+    for ns, binding in bindings.items():
+        assert binding["roleRef"]["name"] == roles[ns]["metadata"]["name"]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+        ]
+
+
+def test_watching_the_whole_cluster_the_operator_applies_the_runner_egress_policy(
+    helm: Helm,
+) -> None:
+    whole = helm.template({"networkPolicy": {"enabled": True}})
+    listed = helm.template({"namespaces": ["team-a"], "networkPolicy": {"enabled": True}})
+    (per_namespace,) = [
+        p for p in listed.all("NetworkPolicy") if p["metadata"]["name"].endswith("-runner-egress")
+    ]
+    assert [p["metadata"]["name"] for p in whole.all("NetworkPolicy")] == [RELEASE]
+    policy = operator_settings(whole).runner_network_policy
+    assert policy == {"name": per_namespace["metadata"]["name"], "spec": per_namespace["spec"]}
+    built = jobbuilder.build_network_policy("team-z", operator_settings(whole))
+    assert built is not None and built["metadata"]["namespace"] == "team-z"
+    assert {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
+        "verbs": ["create", "patch"],
+    } in whole.one("ClusterRole")["rules"]
+    # Listed namespaces get the policy from the chart; the operator applies none.
+    assert operator_settings(listed).runner_network_policy == {}
+    assert operator_settings(helm.template()).runner_network_policy == {}
+
+
 # ---- on the test control plane --------------------------------------------------
 
 
@@ -573,7 +615,7 @@ def test_install_upgrade_uninstall(helm: Helm, control_plane: ControlPlane, name
 
     assert can_i("create", "jobs.batch")
     assert can_i("watch", "analysisjobs.fondation.dev")
-    assert not can_i("get", "secrets")
+    assert not can_i("list", "secrets")
 
     def token_key() -> str:
         secret = _get(control_plane, "secret", f"{fullname}-token-key", "-n", namespace)

@@ -111,6 +111,54 @@ def test_long_names_stay_dns_labels() -> None:
     assert len(jobbuilder.labels(_cr(long))[aj.LABEL_ANALYSISJOB]) <= 63
 
 
+@pytest.mark.parametrize(
+    ("resources", "field", "words"),
+    [
+        ({"limits": {"cpu": "64"}}, "spec.resources.limits.cpu", "maximum of 8"),
+        ({"requests": {"memory": "1Ti"}}, "spec.resources.requests.memory", "maximum of 16Gi"),
+        (
+            {"limits": {"ephemeral-storage": "100Gi"}},
+            "spec.resources.limits.ephemeral-storage",
+            "maximum of 50Gi",
+        ),
+        ({"requests": {"cpu": "3"}}, "spec.resources.requests.cpu", "more than its limit 2"),
+    ],
+)
+def test_resources_over_the_operators_maximum_are_refused_with_the_field(
+    resources: dict[str, Any], field: str, words: str
+) -> None:
+    problem = jobbuilder.resources_over_maximum(_cr(resources=resources), Settings())
+    assert problem is not None and problem.startswith(field + ":") and words in problem
+
+
+def test_resources_within_the_maximum_pass_and_an_empty_maximum_is_none() -> None:
+    fits = _cr(resources={"requests": {"cpu": "8", "memory": "16Gi"}, "limits": {"cpu": "8000m"}})
+    assert jobbuilder.resources_over_maximum(_cr(), Settings()) is None
+    settings = Settings.model_validate({"resources": {"memory_limit": "20Gi"}})
+    assert jobbuilder.resources_over_maximum(fits, settings) is None
+    unbounded = Settings.model_validate({"max_resources": {"cpu": ""}})
+    huge = _cr(resources={"requests": {"cpu": "64"}, "limits": {"cpu": "64"}})
+    assert jobbuilder.resources_over_maximum(huge, unbounded) is None
+
+
+def test_the_dry_run_pod_is_the_jobs_pod() -> None:
+    job = jobbuilder.build_job(_cr(), 1, Settings())
+    pod = jobbuilder.dry_run_pod(job)
+    assert pod["kind"] == "Pod" and pod["spec"] == job["spec"]["template"]["spec"]
+    assert pod["metadata"]["namespace"] == "ns"
+    assert pod["metadata"]["labels"]["batch.kubernetes.io/job-name"] == "aj-demo-1"
+
+
+def test_the_runner_network_policy_is_built_only_when_configured() -> None:
+    assert jobbuilder.build_network_policy("team", Settings()) is None
+    spec = {"podSelector": {}, "policyTypes": ["Egress"], "egress": []}
+    settings = Settings(runner_network_policy={"name": "runner-egress", "spec": spec})
+    policy = jobbuilder.build_network_policy("team", settings)
+    assert policy is not None
+    assert policy["metadata"]["namespace"] == "team"
+    assert policy["metadata"]["name"] == "runner-egress" and policy["spec"] == spec
+
+
 @pytest.mark.cluster
 async def test_apply_creates_exactly_one_restricted_job(
     kube: KubeClient, namespace: str, operator: OperatorProcess
