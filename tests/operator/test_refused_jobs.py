@@ -6,15 +6,14 @@ ones were first and as many as the cap. A quota that clears only delays."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from fondation_operator.kube.client import KubeClient
-from fondation_operator.kube.errors import ApiError, NotFound
-from fondation_operator.kube.resources import EVENTS, JOBS, NAMESPACES
+from fondation_operator.kube.errors import ApiError
+from fondation_operator.kube.resources import EVENTS, JOBS
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.objects import create_aj, eventually, get_aj, jobs_of, succeed_job, wait_phase
 from tests.cluster.operator_process import OperatorProcess
@@ -22,17 +21,6 @@ from tests.cluster.operator_process import OperatorProcess
 pytestmark = pytest.mark.cluster
 
 NO_MAXIMUM = '{"cpu": "", "memory": "", "ephemeral-storage": ""}'
-
-
-@pytest.fixture
-async def other_namespace(kube: KubeClient, namespace: str) -> AsyncIterator[str]:
-    name = f"{namespace[:50]}-other"
-    await kube.create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    yield name
-    with contextlib.suppress(NotFound):
-        await kube.delete(NAMESPACES, name)
 
 
 def _policy(namespace: str) -> str:
@@ -125,13 +113,13 @@ async def test_refused_jobs_fail_with_the_reason_and_never_hold_the_queue(
     kube: KubeClient,
     control_plane: ControlPlane,
     namespace: str,
-    other_namespace: str,
+    second_namespace: str,
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
     control_plane.kubectl("apply", "-f", "-", input=_limits(namespace) + "---" + _policy(namespace))
     await _policy_in_force(kube, namespace)
     operator_factory(
-        FONDATION_NAMESPACES=f"{namespace},{other_namespace}",
+        FONDATION_NAMESPACES=f"{namespace},{second_namespace}",
         FONDATION_MAX_CONCURRENT_JOBS="3",
         FONDATION_MAX_RESOURCES=NO_MAXIMUM,
     )
@@ -139,7 +127,7 @@ async def test_refused_jobs_fail_with_the_reason_and_never_hold_the_queue(
     await create_aj(kube, namespace, "huge", resources={"limits": {"cpu": "64"}})
     await create_aj(kube, namespace, "greedy", resources={"requests": {"memory": "3Gi"}})
     await create_aj(kube, namespace, "forbidden")
-    await create_aj(kube, other_namespace, "innocent")
+    await create_aj(kube, second_namespace, "innocent")
 
     expected = {
         "huge": "maximum cpu usage per Container is 4, but limit is 64",
@@ -160,8 +148,8 @@ async def test_refused_jobs_fail_with_the_reason_and_never_hold_the_queue(
         await eventually(event, what=f"a JobRejected Event on {name}")
     assert await jobs_of(kube, namespace) == [], "a refused pod must not leave a Job behind"
 
-    await wait_phase(kube, other_namespace, "innocent", "Running")
-    assert [j["metadata"]["name"] for j in await jobs_of(kube, other_namespace)] == [
+    await wait_phase(kube, second_namespace, "innocent", "Running")
+    assert [j["metadata"]["name"] for j in await jobs_of(kube, second_namespace)] == [
         "aj-innocent-1"
     ]
 
@@ -170,7 +158,7 @@ async def test_a_full_quota_delays_its_namespace_only(
     kube: KubeClient,
     control_plane: ControlPlane,
     namespace: str,
-    other_namespace: str,
+    second_namespace: str,
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
     control_plane.kubectl(
@@ -194,7 +182,7 @@ spec:
 
     await eventually(counted, timeout=60, what="the quota counted by its controller")
     operator = operator_factory(
-        FONDATION_NAMESPACES=f"{namespace},{other_namespace}", FONDATION_MAX_CONCURRENT_JOBS="3"
+        FONDATION_NAMESPACES=f"{namespace},{second_namespace}", FONDATION_MAX_CONCURRENT_JOBS="3"
     )
     # Runners request 500m: two fit the quota, the third waits.
     for name in ("q1", "q2", "q3"):
@@ -207,8 +195,8 @@ spec:
     assert "exceeded quota: cpu" in conditions["Ready"]["message"]
     assert status["retryAt"]
     # The slot q3 gave up goes to another namespace.
-    await create_aj(kube, other_namespace, "elsewhere")
-    await wait_phase(kube, other_namespace, "elsewhere", "Running")
+    await create_aj(kube, second_namespace, "elsewhere")
+    await wait_phase(kube, second_namespace, "elsewhere", "Running")
 
     # Once q1 finishes, its pod no longer counts and q3 starts.
     await succeed_job(operator, kube, namespace, "q1", "aj-q1-1")
