@@ -15,7 +15,15 @@ from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.errors import ApiError
 from fondation_operator.kube.resources import EVENTS, JOBS
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.objects import create_aj, eventually, get_aj, jobs_of, succeed_job, wait_phase
+from tests.cluster.objects import (
+    create_aj,
+    eventually,
+    get_aj,
+    jobs_of,
+    succeed_job,
+    wait_phase,
+    wait_pod,
+)
 from tests.cluster.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.cluster
@@ -184,11 +192,13 @@ spec:
     operator = operator_factory(
         FONDATION_NAMESPACES=f"{namespace},{second_namespace}", FONDATION_MAX_CONCURRENT_JOBS="3"
     )
-    # Runners request 500m: two fit the quota, the third waits.
-    for name in ("q1", "q2", "q3"):
+    # Runners request 500m: two fit the quota, the third waits. (A dry run
+    # sees the pods that exist: q3 comes once the Job controller made the others'.)
+    for name in ("q1", "q2"):
         await create_aj(kube, namespace, name)
-    await wait_phase(kube, namespace, "q1", "Running")
-    await wait_phase(kube, namespace, "q2", "Running")
+        await wait_phase(kube, namespace, name, "Running")
+        await wait_pod(kube, namespace, f"aj-{name}-1")
+    await create_aj(kube, namespace, "q3")
     status = (await wait_phase(kube, namespace, "q3", "Queued"))["status"]
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Ready"]["reason"] == "QuotaExceeded"
