@@ -404,7 +404,8 @@ def test_convex_bridge_settings_and_deploy_key_file(helm: Helm, tmp_path: Path) 
     (volume,) = [v for v in rendered.pod["volumes"] if v["name"] == mount["name"]]
     assert volume["secret"]["secretName"] == "convex-deploy"
     assert volume["secret"]["items"] == [{"key": "key", "path": key_file.name}]
-    assert rendered.one("Role")["rules"][0]["resourceNames"] == ["convex-claims"]
+    (claims,) = [r for r in rendered.all("Role") if r["metadata"]["name"].endswith("-claims")]
+    assert claims["rules"][0]["resourceNames"] == ["convex-claims"]
 
     # What the bridge makes of it (the key file stands in for the mounted Secret).
     local_key = tmp_path / "key"
