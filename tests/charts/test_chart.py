@@ -21,8 +21,11 @@ import yaml
 
 from fondation_operator import jobbuilder, settings
 from fondation_operator.convexbridge import settings as convex_settings
+from fondation_operator.kube.client import KubeClient
 from fondation_operator.observed import ObservedAnalysisJob
 from tests.cluster.controlplane import ROOT, ControlPlane
+from tests.cluster.objects import create_aj, jobs_of, wait_phase
+from tests.cluster.operator_process import OperatorProcess
 
 CHART = ROOT / "charts" / "fondation-operator"
 CRD = ROOT / "crds" / "analysisjob.yaml"
@@ -694,3 +697,52 @@ def test_every_optional_object_is_accepted_by_the_api_server(
         "create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(pod), check=False
     )
     assert dry.returncode == 0, dry.stderr
+
+
+@pytest.mark.cluster
+async def test_limited_to_namespaces_the_operator_runs_on_its_roles_alone(
+    helm: Helm,
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    namespace: str,
+    second_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """The chart's RBAC with `namespaces` set, applied for real: the operator,
+    as the release's service account, runs an AnalysisJob in its namespace,
+    and may create Jobs nowhere else."""
+    rendered = helm.template(
+        {"namespaces": [namespace]}, release="scoped", namespace=second_namespace
+    )
+    kinds = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    rbac = [o for o in rendered.objects if o["kind"] in kinds]
+    manifest = "\n---\n".join(yaml.safe_dump(o) for o in rbac)
+    control_plane.kubectl("apply", "-f", "-", input=manifest)
+    account = rendered.one("ServiceAccount")["metadata"]["name"]
+    operator = OperatorProcess(
+        control_plane.service_account_kubeconfig(second_namespace, account),
+        tmp_path / "operator.log",
+        env={"FONDATION_NAMESPACES": namespace},
+    )
+    try:
+        operator.start()
+        await create_aj(kube, namespace, "scoped")
+        await wait_phase(kube, namespace, "scoped", "Running")
+        assert [j["metadata"]["name"] for j in await jobs_of(kube, namespace)] == ["aj-scoped-1"]
+
+        def can_i(verb: str, resource: str, *where: str) -> bool:
+            subject = f"--as=system:serviceaccount:{second_namespace}:{account}"
+            out = control_plane.kubectl(
+                "auth", "can-i", verb, resource, *where, subject, check=False
+            )
+            assert out.stdout.strip() in ("yes", "no"), out.stderr
+            return out.stdout.strip() == "yes"
+
+        assert can_i("create", "jobs.batch", "-n", namespace)
+        assert not can_i("create", "jobs.batch", "-n", second_namespace)
+        assert not can_i("create", "jobs.batch", "-n", "default")
+        assert not can_i("get", "secrets", "-n", "default")
+        assert not can_i("list", "analysisjobs.fondation.dev", "-A")
+    finally:
+        operator.stop()
+        control_plane.kubectl("delete", "--ignore-not-found", "-f", "-", input=manifest)
