@@ -66,6 +66,18 @@ async def namespace(kube: KubeClient, request: pytest.FixtureRequest) -> AsyncIt
 
 
 @pytest.fixture
+async def second_namespace(kube: KubeClient, namespace: str) -> AsyncIterator[str]:
+    """Another namespace (another tenant, or another cluster), deleted afterwards."""
+    name = f"{namespace[:50]}-b"
+    await kube.create(
+        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    yield name
+    with contextlib.suppress(NotFound):
+        await kube.delete(NAMESPACES, name)
+
+
+@pytest.fixture
 def operator_factory(
     control_plane: ControlPlane, operator_kubeconfig: Path, namespace: str
 ) -> Iterator[type[OperatorProcess] | object]:

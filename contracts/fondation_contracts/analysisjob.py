@@ -25,6 +25,9 @@ LABEL_ATTEMPT = "fondation.dev/attempt"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "fondation-operator"
+LABEL_CREDENTIALS = "fondation.dev/credentials"
+"""A Secret carrying this label with value "true" may be named in
+`spec.credentials.secretName` (its owner opted in)."""
 
 ALLOWED_HOSTS_ENV = "FONDATION_ALLOWED_REPOSITORY_HOSTS"
 """Repository hosts (names, addresses or CIDR networks, comma-separated) a
@@ -133,6 +136,7 @@ class AnalysisJobStatus(_Model):
     observed_generation: int = Field(0, alias="observedGeneration")
     attempt: int = 0
     queue_revision: int = Field(0, alias="queueRevision")
+    retry_at: str = Field("", alias="retryAt")
     job_name: str = Field("", alias="jobName")
     pod_name: str = Field("", alias="podName")
     started_at: str = Field("", alias="startedAt")

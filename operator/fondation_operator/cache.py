@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from fondation_operator import status
 from fondation_operator.observed import Key, ObservedAnalysisJob, ObservedJob
 
 
@@ -38,8 +39,11 @@ TIMEOUT_REASON = "DeadlineExceeded"
 def needs_slot(view: ClusterView, cr: ObservedAnalysisJob) -> bool:
     """Would `cr` start a Job if a slot were free: never started, or its last
     attempt failed with retries left? A finished-but-not-yet-recorded success
-    does not need one."""
+    does not need one. Nor does one waiting for its namespace's quota until
+    its `retryAt`: it gives its place to the others meanwhile."""
     if cr.status.phase.terminal or cr.spec.cancel:
+        return False
+    if status.seconds_until(cr.status.retry_at) > 0:
         return False
     jobs = list(view.jobs_of(cr.key))
     if not jobs:

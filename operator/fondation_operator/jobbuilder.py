@@ -12,7 +12,7 @@ from typing import Any
 
 from fondation_contracts import analysisjob as aj
 from fondation_contracts import ingest
-from fondation_operator import names
+from fondation_operator import names, quantity
 from fondation_operator.observed import ObservedAnalysisJob
 from fondation_operator.settings import Settings
 
@@ -66,6 +66,35 @@ def _resources(cr: ObservedAnalysisJob, settings: Settings) -> dict[str, dict[st
             "ephemeral-storage": lim.ephemeral_storage or d.ephemeral_limit,
         },
     }
+
+
+_RESOURCE_NAMES = {"cpu": "cpu", "memory": "memory", "ephemeral-storage": "ephemeral_storage"}
+
+
+def resources_over_maximum(cr: ObservedAnalysisJob, settings: Settings) -> str | None:
+    """Why `spec.resources` is refused (the field and the reason), or None.
+
+    Over the operator's maximum, or a request above its limit (which the API
+    server would refuse less readably)."""
+    effective = _resources(cr, settings)
+    maxima = settings.max_resources
+    asked = {"requests": cr.spec.resources.requests, "limits": cr.spec.resources.limits}
+    for kind, values in asked.items():
+        for name, attr in _RESOURCE_NAMES.items():
+            value, top = getattr(values, attr), getattr(maxima, attr)
+            if value and top and quantity.parse(value) > quantity.parse(top):
+                return (
+                    f"spec.resources.{kind}.{name}: {value} is over the operator's maximum "
+                    f"of {top} per AnalysisJob (setting FONDATION_MAX_RESOURCES)"
+                )
+    for name in _RESOURCE_NAMES:
+        request, limit = effective["requests"][name], effective["limits"][name]
+        if quantity.parse(request) > quantity.parse(limit):
+            return (
+                f"spec.resources.requests.{name}: {request} is more than its limit {limit}"
+                f" (set spec.resources.limits.{name} too)"
+            )
+    return None
 
 
 def _env(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> list[dict[str, Any]]:
@@ -220,6 +249,48 @@ def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict
                 "spec": pod_spec,
             },
         },
+    }
+
+
+def dry_run_pod(job: dict[str, Any]) -> dict[str, Any]:
+    """The pod the Job controller will create, for a dry run: LimitRanges,
+    pod quotas, Pod Security and pod admission policies judge it before the
+    Job exists (a Job they refuse would wait for a pod forever)."""
+    template = job["spec"]["template"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": job["metadata"]["name"],
+            "namespace": job["metadata"]["namespace"],
+            "labels": {
+                **template["metadata"]["labels"],
+                "batch.kubernetes.io/job-name": job["metadata"]["name"],
+            },
+            "annotations": template["metadata"].get("annotations", {}),
+        },
+        "spec": template["spec"],
+    }
+
+
+def build_network_policy(namespace: str, settings: Settings) -> dict[str, Any] | None:
+    """The runner egress NetworkPolicy for `namespace` (FONDATION_RUNNER_NETWORK_POLICY).
+
+    The chart renders it per namespace when the operator watches a list of
+    namespaces; watching the whole cluster, the chart cannot know them, so
+    the operator applies it in each namespace before its first runner Job."""
+    policy = settings.runner_network_policy
+    if not policy:
+        return None
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": policy["name"],
+            "namespace": namespace,
+            "labels": {aj.LABEL_MANAGED_BY: aj.MANAGED_BY},
+        },
+        "spec": policy["spec"],
     }
 
 

@@ -148,7 +148,9 @@ class Operator:
                 self._wake(reconciler, queue)
                 return
             queue.add(key)
-            if (kwargs.get("status") or {}).get("phase") in _TERMINAL:
+            status = kwargs.get("status") or {}
+            if status.get("phase") in _TERMINAL or status.get("retryAt"):
+                # A slot was freed, or given up while the namespace's quota is full.
                 self._wake(reconciler, queue)
 
         return registry

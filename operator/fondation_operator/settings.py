@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from fondation_operator import quantity
+
 ENV_PREFIX = "FONDATION_"
 
 
@@ -26,6 +28,24 @@ class ResourceDefaults(BaseModel):
     cpu_limit: str = "2"
     memory_limit: str = "4Gi"
     ephemeral_limit: str = "10Gi"
+
+
+class ResourceMaxima(BaseModel):
+    """The most one runner may request or be limited to, whatever its
+    AnalysisJob's `spec.resources` asks (FONDATION_MAX_RESOURCES, JSON with
+    the Kubernetes resource names); an empty value means no maximum."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    cpu: str = "8"
+    memory: str = "16Gi"
+    ephemeral_storage: str = Field("50Gi", alias="ephemeral-storage")
+
+    @field_validator("cpu", "memory", "ephemeral_storage")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if value:
+            quantity.parse(value)  # QuantityError is a ValueError: reported with the field
+        return value
 
 
 class Settings(BaseModel):
@@ -59,6 +79,10 @@ class Settings(BaseModel):
     runner_service_account: str = ""
     workers: int = Field(16, ge=1, le=256, description="Concurrent reconciles.")
     resources: ResourceDefaults = ResourceDefaults()
+    max_resources: ResourceMaxima = Field(
+        ResourceMaxima(),
+        description="Most a runner may request or be limited to, per resource (JSON).",
+    )
     default_model: str = ""
     cache_claim_name: str = Field(
         "",
@@ -101,6 +125,22 @@ class Settings(BaseModel):
     ingest_max_connections_per_peer: int = Field(
         32, ge=1, description="Connections one address may hold open to the ingest endpoint."
     )
+    runner_network_policy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="NetworkPolicy ({name, spec}, JSON) applied in each namespace before its "
+        "first runner Job, when the operator watches the whole cluster; empty = none.",
+    )
+
+    @field_validator("runner_network_policy")
+    @classmethod
+    def _policy(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value and not (
+            isinstance(value.get("name"), str)
+            and value["name"]
+            and isinstance(value.get("spec"), dict)
+        ):
+            raise ValueError('must be {"name": "<policy name>", "spec": {NetworkPolicy spec}}')
+        return value
 
     @field_validator("namespaces", "allowed_repository_hosts", mode="before")
     @classmethod
@@ -111,7 +151,13 @@ class Settings(BaseModel):
 
 
 # name -> (flag, parser of the environment string)
-_JSON_FIELDS = {"node_selector", "tolerations", "resources"}
+_JSON_FIELDS = {
+    "node_selector",
+    "tolerations",
+    "resources",
+    "max_resources",
+    "runner_network_policy",
+}
 
 
 def _env_name(field: str) -> str:

@@ -29,8 +29,28 @@ _CONDITIONS: dict[Phase, dict[str, str]] = {
 }
 
 
+_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime(_FORMAT)
+
+
+def later(seconds: float) -> str:
+    """A status timestamp `seconds` from now (rounded up to the second)."""
+    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds + 1)
+    return at.strftime(_FORMAT)
+
+
+def seconds_until(stamp: str) -> float:
+    """Seconds from now until a status timestamp; 0 if passed, empty or unreadable."""
+    if not stamp:
+        return 0.0
+    try:
+        at = datetime.datetime.strptime(stamp, _FORMAT).replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return 0.0
+    return max(0.0, (at - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 def conditions(

@@ -3,7 +3,9 @@
 The same shape as client-go's workqueue: a key waiting in the queue is not
 added twice, a key being processed is never processed by two workers at
 once (it is re-queued after the current run if it changed meanwhile), and a
-failed key comes back after an exponential backoff.
+failed key comes back after an exponential backoff. A handler may return a
+delay in seconds to be called again for the key after it (client-go's
+`RequeueAfter`): something to look at again later that is not an error.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ K = TypeVar("K", bound=Hashable)
 class WorkQueue(Generic[K]):
     def __init__(
         self,
-        handler: Callable[[K], Awaitable[None]],
+        handler: Callable[[K], Awaitable[float | None]],
         *,
         workers: int,
         base_delay: float = 0.2,
@@ -90,7 +92,7 @@ class WorkQueue(Generic[K]):
             started = time.perf_counter()
             ok = False
             try:
-                await self._handler(key)
+                again = await self._handler(key)
                 ok = True
             except asyncio.CancelledError:
                 raise
@@ -108,6 +110,8 @@ class WorkQueue(Generic[K]):
                 self.add_after(key, delay)
             else:
                 self._failures.pop(key, None)
+                if again is not None:
+                    self.add_after(key, again)
             finally:
                 self._active.discard(key)
                 if self._on_done is not None:

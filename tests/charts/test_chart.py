@@ -21,8 +21,11 @@ import yaml
 
 from fondation_operator import jobbuilder, settings
 from fondation_operator.convexbridge import settings as convex_settings
+from fondation_operator.kube.client import KubeClient
 from fondation_operator.observed import ObservedAnalysisJob
 from tests.cluster.controlplane import ROOT, ControlPlane
+from tests.cluster.objects import create_aj, jobs_of, wait_phase
+from tests.cluster.operator_process import OperatorProcess
 
 CHART = ROOT / "charts" / "fondation-operator"
 CRD = ROOT / "crds" / "analysisjob.yaml"
@@ -404,7 +407,8 @@ def test_convex_bridge_settings_and_deploy_key_file(helm: Helm, tmp_path: Path) 
     (volume,) = [v for v in rendered.pod["volumes"] if v["name"] == mount["name"]]
     assert volume["secret"]["secretName"] == "convex-deploy"
     assert volume["secret"]["items"] == [{"key": "key", "path": key_file.name}]
-    assert rendered.one("Role")["rules"][0]["resourceNames"] == ["convex-claims"]
+    (claims,) = [r for r in rendered.all("Role") if r["metadata"]["name"].endswith("-claims")]
+    assert claims["rules"][0]["resourceNames"] == ["convex-claims"]
 
     # What the bridge makes of it (the key file stands in for the mounted Secret).
     local_key = tmp_path / "key"
@@ -481,6 +485,48 @@ def test_network_policies_admit_runner_pods_to_the_ingest_port_only(helm: Helm) 
     assert v4["cidr"] == "0.0.0.0/0" and "169.254.0.0/16" in v4["except"]
     assert "10.0.0.0/8" in v4["except"]
     assert v6 == {"cidr": "::/0", "except": ["fc00::/7", "fe80::/10"]}
+
+
+def test_limited_to_namespaces_the_rights_are_roles_in_those_namespaces(helm: Helm) -> None:
+    rendered = helm.template({"namespaces": ["team-a", "team-b"]})
+    everything = rbac_rules("ClusterRole", "fondation-operator")
+    crd_rule = [r for r in everything if "customresourcedefinitions" in r["resources"]]
+    assert rendered.one("ClusterRole")["rules"] == crd_rule
+    roles = {r["metadata"]["namespace"]: r for r in rendered.all("Role")}
+    assert set(roles) == {"team-a", "team-b"}
+    for role in roles.values():
+        assert role["rules"] == [r for r in everything if r not in crd_rule]
+    account = rendered.one("ServiceAccount")["metadata"]["name"]
+    bindings = {b["metadata"]["namespace"]: b for b in rendered.all("RoleBinding")}
+    assert set(bindings) == {"team-a", "team-b"}
+    for ns, binding in bindings.items():
+        assert binding["roleRef"]["name"] == roles[ns]["metadata"]["name"]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+        ]
+
+
+def test_watching_the_whole_cluster_the_operator_applies_the_runner_egress_policy(
+    helm: Helm,
+) -> None:
+    whole = helm.template({"networkPolicy": {"enabled": True}})
+    listed = helm.template({"namespaces": ["team-a"], "networkPolicy": {"enabled": True}})
+    (per_namespace,) = [
+        p for p in listed.all("NetworkPolicy") if p["metadata"]["name"].endswith("-runner-egress")
+    ]
+    assert [p["metadata"]["name"] for p in whole.all("NetworkPolicy")] == [RELEASE]
+    policy = operator_settings(whole).runner_network_policy
+    assert policy == {"name": per_namespace["metadata"]["name"], "spec": per_namespace["spec"]}
+    built = jobbuilder.build_network_policy("team-z", operator_settings(whole))
+    assert built is not None and built["metadata"]["namespace"] == "team-z"
+    assert {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
+        "verbs": ["create", "patch"],
+    } in whole.one("ClusterRole")["rules"]
+    # Listed namespaces get the policy from the chart; the operator applies none.
+    assert operator_settings(listed).runner_network_policy == {}
+    assert operator_settings(helm.template()).runner_network_policy == {}
 
 
 # ---- on the test control plane --------------------------------------------------
@@ -573,7 +619,7 @@ def test_install_upgrade_uninstall(helm: Helm, control_plane: ControlPlane, name
 
     assert can_i("create", "jobs.batch")
     assert can_i("watch", "analysisjobs.fondation.dev")
-    assert not can_i("get", "secrets")
+    assert not can_i("list", "secrets")
 
     def token_key() -> str:
         secret = _get(control_plane, "secret", f"{fullname}-token-key", "-n", namespace)
@@ -651,3 +697,52 @@ def test_every_optional_object_is_accepted_by_the_api_server(
         "create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(pod), check=False
     )
     assert dry.returncode == 0, dry.stderr
+
+
+@pytest.mark.cluster
+async def test_limited_to_namespaces_the_operator_runs_on_its_roles_alone(
+    helm: Helm,
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    namespace: str,
+    second_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """The chart's RBAC with `namespaces` set, applied for real: the operator,
+    as the release's service account, runs an AnalysisJob in its namespace,
+    and may create Jobs nowhere else."""
+    rendered = helm.template(
+        {"namespaces": [namespace]}, release="scoped", namespace=second_namespace
+    )
+    kinds = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    rbac = [o for o in rendered.objects if o["kind"] in kinds]
+    manifest = "\n---\n".join(yaml.safe_dump(o) for o in rbac)
+    control_plane.kubectl("apply", "-f", "-", input=manifest)
+    account = rendered.one("ServiceAccount")["metadata"]["name"]
+    operator = OperatorProcess(
+        control_plane.service_account_kubeconfig(second_namespace, account),
+        tmp_path / "operator.log",
+        env={"FONDATION_NAMESPACES": namespace},
+    )
+    try:
+        operator.start()
+        await create_aj(kube, namespace, "scoped")
+        await wait_phase(kube, namespace, "scoped", "Running")
+        assert [j["metadata"]["name"] for j in await jobs_of(kube, namespace)] == ["aj-scoped-1"]
+
+        def can_i(verb: str, resource: str, *where: str) -> bool:
+            subject = f"--as=system:serviceaccount:{second_namespace}:{account}"
+            out = control_plane.kubectl(
+                "auth", "can-i", verb, resource, *where, subject, check=False
+            )
+            assert out.stdout.strip() in ("yes", "no"), out.stderr
+            return out.stdout.strip() == "yes"
+
+        assert can_i("create", "jobs.batch", "-n", namespace)
+        assert not can_i("create", "jobs.batch", "-n", second_namespace)
+        assert not can_i("create", "jobs.batch", "-n", "default")
+        assert not can_i("get", "secrets", "-n", "default")
+        assert not can_i("list", "analysisjobs.fondation.dev", "-A")
+    finally:
+        operator.stop()
+        control_plane.kubectl("delete", "--ignore-not-found", "-f", "-", input=manifest)

@@ -4,6 +4,8 @@ kube-controller-manager, each its own OS process, on free loopback ports.
 Modelled on controller-runtime's envtest: binaries built from the pinned
 Kubernetes Go modules (tests/cluster/build.sh), state in a temporary
 directory, readiness awaited with a deadline, every process stopped by PID.
+`restart()` stops one component (politely or with SIGKILL) and starts it
+again with the same flags, ports and data, for fault tests.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ CONTROLLERS = (
     "serviceaccount-token-controller",
     "ttl-after-finished-controller",
     "namespace-controller",
+    # Counts ResourceQuota usage, without which quota admission refuses everything.
+    "resourcequota-controller",
 )
 
 
@@ -83,10 +87,11 @@ class Process:
     popen: subprocess.Popen[bytes]
     log_path: Path
     _log: IO[bytes]
+    args: list[str] = field(default_factory=list)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, *, kill: bool = False) -> None:
         if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
+            self.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -154,6 +159,26 @@ class ControlPlane:
         if not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def restart(self, name: str, *, kill: bool = False, timeout: float = 90.0) -> None:
+        """Stop component `name` (SIGTERM, or SIGKILL with `kill`) and start it again
+        with the same flags, ports and data; return once it is ready again."""
+        (proc,) = [p for p in self.processes if p.name == name]
+        proc.stop(kill=kill)
+        index = self.processes.index(proc)
+        self.processes.remove(proc)
+        again = self._spawn(name, proc.args)
+        self.processes.remove(again)
+        self.processes.insert(index, again)  # stop() goes in reverse start order
+        {
+            "etcd": self._wait_etcd,
+            "kube-apiserver": self._wait_apiserver,
+            "kube-controller-manager": self._wait_controller_manager,
+        }[name](again, timeout)
+
+    def pid(self, name: str) -> int:
+        (proc,) = [p for p in self.processes if p.name == name]
+        return proc.popen.pid
+
     def _spawn(self, name: str, args: list[str]) -> Process:
         assert self.binary is not None
         log_path = self.workdir / f"{name}.log"
@@ -165,7 +190,7 @@ class ControlPlane:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        proc = Process(name, popen, log_path, log)
+        proc = Process(name, popen, log_path, log, list(args))
         self.processes.append(proc)
         return proc
 
@@ -190,7 +215,9 @@ class ControlPlane:
                 "--quota-backend-bytes=4294967296",
             ],
         )
+        self._wait_etcd(proc, timeout)
 
+    def _wait_etcd(self, proc: Process, timeout: float) -> None:
         def healthy() -> bool:
             self._check_alive(proc)
             with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=1) as resp:
@@ -232,6 +259,9 @@ class ControlPlane:
             ],
         )
         self._sa_key = sa_key
+        self._wait_apiserver(proc, timeout)
+
+    def _wait_apiserver(self, proc: Process, timeout: float) -> None:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -269,7 +299,9 @@ class ControlPlane:
                 "--v=0",
             ],
         )
+        self._wait_controller_manager(proc, timeout)
 
+    def _wait_controller_manager(self, proc: Process, timeout: float) -> None:
         def default_sa() -> bool:
             self._check_alive(proc)
             out = self.kubectl(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -147,7 +148,10 @@ async def finish_job(
     await finish_pod(kube, namespace, pod["metadata"]["name"], exit_code=exit_code, message=message)
 
 
-def sample_course(analysis: str, chapters: int = 2) -> Course:
+def sample_course(analysis: str, chapters: int = 2, chapter_bytes: int = 0) -> Course:
+    """A small course; with `chapter_bytes`, chapters of about that size, all distinct."""
+    rng = random.Random(analysis)
+    words = ["queue", "lease", "retry", "chapter", "operator", "runner", "token", "course"]
     docs = [
         Document.build(
             kind=DocumentKind.YAML,
@@ -163,7 +167,8 @@ def sample_course(analysis: str, chapters: int = 2) -> Course:
                 slug=f"chapter-{i + 1:02d}-core",
                 title=f"Chapter {i + 1}",
                 chapter_index=i,
-                content=f"# Chapter {i + 1}\n\nText of {analysis}.\n",
+                content=f"# Chapter {i + 1}\n\nText of {analysis}.\n"
+                + " ".join(rng.choice(words) for _ in range(chapter_bytes // 6)),
             )
         )
     return Course(analysis=analysis, commit="0" * 40, documents=docs)

@@ -1,4 +1,5 @@
-"""The cluster-wide cap: beyond it AnalysisJobs wait Queued, first in first out."""
+"""The cluster-wide cap: beyond it AnalysisJobs wait Queued, first in first out
+within a namespace, round-robin between namespaces."""
 
 from __future__ import annotations
 
@@ -57,3 +58,37 @@ async def test_cap_of_three_queues_the_rest_and_drains_in_creation_order(
         running = [n for n, p in (await _phases(kube, namespace, names)).items() if p == "Running"]
         assert len(running) <= 3
     assert started_order == names
+
+
+async def test_the_cap_is_shared_round_robin_between_namespaces(
+    kube: KubeClient,
+    namespace: str,
+    second_namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    """`crowd` queued six AnalysisJobs before `few` queued two; with a cap of
+    two, each namespace gets a slot at once, and a slot freed in `crowd` goes
+    to the namespace with fewer Jobs in flight."""
+    crowd, few = namespace, second_namespace
+    for i in range(6):
+        await create_aj(kube, crowd, f"c{i}")
+    for i in range(2):
+        await create_aj(kube, few, f"f{i}")
+    operator = operator_factory(
+        FONDATION_NAMESPACES=f"{crowd},{few}", FONDATION_MAX_CONCURRENT_JOBS="2"
+    )
+
+    async def started(count: int) -> list[str] | None:
+        jobs = [*await jobs_of(kube, crowd), *await jobs_of(kube, few)]
+        names = sorted(j["metadata"]["name"] for j in jobs)
+        return names if len(names) == count else None
+
+    assert await eventually(lambda: started(2), what="two Jobs") == ["aj-c0-1", "aj-f0-1"]
+    # `crowd` frees its slot: it has none in flight, `few` has one, so `crowd` again.
+    await succeed_job(operator, kube, crowd, "c0", "aj-c0-1")
+    assert "aj-c1-1" in await eventually(lambda: started(3), what="a third Job")
+    # `few` frees its slot: its second AnalysisJob goes before crowd's c2..c5.
+    await succeed_job(operator, kube, few, "f0", "aj-f0-1")
+    assert "aj-f1-1" in await eventually(lambda: started(4), what="a fourth Job")
+    phases = await _phases(kube, crowd, [f"c{i}" for i in range(2, 6)])
+    assert set(phases.values()) == {"Queued"}

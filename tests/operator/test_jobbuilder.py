@@ -3,6 +3,8 @@ API server enforcing the restricted Pod Security Standard."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,9 +12,10 @@ import pytest
 from fondation_contracts import analysisjob as aj
 from fondation_operator import jobbuilder, names
 from fondation_operator.kube.client import KubeClient
-from fondation_operator.kube.resources import ANALYSISJOBS
+from fondation_operator.kube.resources import ANALYSISJOBS, NETWORKPOLICIES
 from fondation_operator.observed import ObservedAnalysisJob
 from fondation_operator.settings import Settings
+from tests.cluster.controlplane import ControlPlane
 from tests.cluster.objects import create_aj, eventually, jobs_of, wait_phase, wait_pod
 from tests.cluster.operator_process import OperatorProcess
 
@@ -111,6 +114,54 @@ def test_long_names_stay_dns_labels() -> None:
     assert len(jobbuilder.labels(_cr(long))[aj.LABEL_ANALYSISJOB]) <= 63
 
 
+@pytest.mark.parametrize(
+    ("resources", "field", "words"),
+    [
+        ({"limits": {"cpu": "64"}}, "spec.resources.limits.cpu", "maximum of 8"),
+        ({"requests": {"memory": "1Ti"}}, "spec.resources.requests.memory", "maximum of 16Gi"),
+        (
+            {"limits": {"ephemeral-storage": "100Gi"}},
+            "spec.resources.limits.ephemeral-storage",
+            "maximum of 50Gi",
+        ),
+        ({"requests": {"cpu": "3"}}, "spec.resources.requests.cpu", "more than its limit 2"),
+    ],
+)
+def test_resources_over_the_operators_maximum_are_refused_with_the_field(
+    resources: dict[str, Any], field: str, words: str
+) -> None:
+    problem = jobbuilder.resources_over_maximum(_cr(resources=resources), Settings())
+    assert problem is not None and problem.startswith(field + ":") and words in problem
+
+
+def test_resources_within_the_maximum_pass_and_an_empty_maximum_is_none() -> None:
+    fits = _cr(resources={"requests": {"cpu": "8", "memory": "16Gi"}, "limits": {"cpu": "8000m"}})
+    assert jobbuilder.resources_over_maximum(_cr(), Settings()) is None
+    settings = Settings.model_validate({"resources": {"memory_limit": "20Gi"}})
+    assert jobbuilder.resources_over_maximum(fits, settings) is None
+    unbounded = Settings.model_validate({"max_resources": {"cpu": ""}})
+    huge = _cr(resources={"requests": {"cpu": "64"}, "limits": {"cpu": "64"}})
+    assert jobbuilder.resources_over_maximum(huge, unbounded) is None
+
+
+def test_the_dry_run_pod_is_the_jobs_pod() -> None:
+    job = jobbuilder.build_job(_cr(), 1, Settings())
+    pod = jobbuilder.dry_run_pod(job)
+    assert pod["kind"] == "Pod" and pod["spec"] == job["spec"]["template"]["spec"]
+    assert pod["metadata"]["namespace"] == "ns"
+    assert pod["metadata"]["labels"]["batch.kubernetes.io/job-name"] == "aj-demo-1"
+
+
+def test_the_runner_network_policy_is_built_only_when_configured() -> None:
+    assert jobbuilder.build_network_policy("team", Settings()) is None
+    spec = {"podSelector": {}, "policyTypes": ["Egress"], "egress": []}
+    settings = Settings(runner_network_policy={"name": "runner-egress", "spec": spec})
+    policy = jobbuilder.build_network_policy("team", settings)
+    assert policy is not None
+    assert policy["metadata"]["namespace"] == "team"
+    assert policy["metadata"]["name"] == "runner-egress" and policy["spec"] == spec
+
+
 @pytest.mark.cluster
 async def test_apply_creates_exactly_one_restricted_job(
     kube: KubeClient, namespace: str, operator: OperatorProcess
@@ -138,3 +189,55 @@ async def test_apply_creates_exactly_one_restricted_job(
     await eventually(pod_name_recorded, what="status.podName")
     # Still exactly one Job once everything has settled.
     assert len(await jobs_of(kube, namespace, "one")) == 1
+
+
+RUNNER_POLICY_RBAC = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: fondation-operator-runner-policy}
+rules:
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [create, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: fondation-operator-runner-policy}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: fondation-operator-runner-policy
+subjects: [{kind: ServiceAccount, name: fondation-operator, namespace: fondation-system}]
+"""
+
+
+@pytest.mark.cluster
+async def test_the_runner_egress_policy_is_applied_before_the_first_job(
+    kube: KubeClient,
+    control_plane: ControlPlane,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    """Watching the whole cluster, the chart hands the policy to the operator
+    (rbac.yaml grants it networkpolicies then), which applies it per namespace."""
+    control_plane.kubectl("apply", "-f", "-", input=RUNNER_POLICY_RBAC)
+    selector = {"matchLabels": {"app.kubernetes.io/name": "fondation-runner"}}
+    spec: dict[str, Any] = {
+        "podSelector": selector,
+        "policyTypes": ["Egress"],
+        "egress": [{"ports": [{"port": 53, "protocol": "UDP"}]}],
+    }
+    try:
+        operator_factory(
+            FONDATION_RUNNER_NETWORK_POLICY=json.dumps({"name": "runner-egress", "spec": spec})
+        )
+        await create_aj(kube, namespace, "fenced")
+        await wait_phase(kube, namespace, "fenced", "Running")
+        policy = await kube.get(NETWORKPOLICIES, "runner-egress", namespace)
+        assert policy["spec"]["policyTypes"] == ["Egress"]
+        assert policy["spec"]["podSelector"] == spec["podSelector"]
+        job = (await jobs_of(kube, namespace, "fenced"))[0]
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        assert selector["matchLabels"].items() <= labels.items()
+    finally:
+        control_plane.kubectl("delete", "-f", "-", "--ignore-not-found", input=RUNNER_POLICY_RBAC)

@@ -31,3 +31,25 @@ def test_every_bad_value_is_named() -> None:
     assert "--health-port / FONDATION_HEALTH_PORT" in text
     assert "FONDATION_MAX_CONCURRENT_JOBS" in text
     assert "FONDATION_TOLERATIONS: not valid JSON" in text
+
+
+def test_resource_maxima_from_json_and_bad_quantities_named() -> None:
+    s = settings.parse(
+        [], environ={"FONDATION_MAX_RESOURCES": '{"cpu": "4", "ephemeral-storage": "20Gi"}'}
+    )
+    assert s.max_resources.cpu == "4" and s.max_resources.ephemeral_storage == "20Gi"
+    assert s.max_resources.memory == "16Gi"
+    with pytest.raises(settings.ConfigurationError) as err:
+        settings.parse([], environ={"FONDATION_MAX_RESOURCES": '{"cpu": "lots"}'})
+    assert "FONDATION_MAX_RESOURCES" in str(err.value) and "'lots'" in str(err.value)
+
+
+def test_a_runner_network_policy_needs_a_name_and_a_spec() -> None:
+    with pytest.raises(settings.ConfigurationError) as err:
+        settings.parse([], environ={"FONDATION_RUNNER_NETWORK_POLICY": '{"spec": {}}'})
+    assert "FONDATION_RUNNER_NETWORK_POLICY" in str(err.value)
+    ok = settings.parse(
+        [],
+        environ={"FONDATION_RUNNER_NETWORK_POLICY": '{"name": "p", "spec": {"podSelector": {}}}'},
+    )
+    assert ok.runner_network_policy["name"] == "p"

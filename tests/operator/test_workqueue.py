@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from fondation_operator.workqueue import WorkQueue
 from tests.cluster.objects import eventually
@@ -62,3 +63,23 @@ async def test_failures_are_retried_with_backoff() -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_returned_delay_brings_the_key_back_without_counting_a_failure() -> None:
+    runs: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def handle(key: str) -> float | None:
+        runs.append(loop.time())
+        return 0.05 if len(runs) < 3 else None
+
+    done: list[bool] = []
+    queue: WorkQueue[str] = WorkQueue(handle, workers=1, on_done=lambda _k, _s, ok: done.append(ok))
+    queue.start()
+    try:
+        queue.add("k")
+        await eventually(lambda: _true(len(runs) == 3), what="two requeues")
+    finally:
+        await queue.stop()
+    assert done == [True, True, True]
+    assert all(b - a >= 0.04 for a, b in itertools.pairwise(runs))

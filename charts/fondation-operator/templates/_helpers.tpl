@@ -62,6 +62,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   | toJson }}
 {{- end }}
 
+{{/* FONDATION_MAX_RESOURCES: the most one runner may request or be limited to. */}}
+{{- define "fondation-operator.runnerMaxResources" -}}
+{{- $m := .Values.runner.maxResources }}
+{{- dict
+    "cpu" (toString $m.cpu)
+    "memory" (toString $m.memory)
+    "ephemeral-storage" (toString $m.ephemeralStorage)
+  | toJson }}
+{{- end }}
+
 {{/* Where the Convex deploy key file is mounted. */}}
 {{- define "fondation-operator.convexKeyDir" -}}
 /var/run/secrets/fondation.dev/convex
@@ -74,5 +84,117 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- int64 . }}
 {{- else }}
 {{- . }}
+{{- end }}
+{{- end }}
+
+{{/* The operator's rights on namespaced objects: cluster-wide in a ClusterRole
+when `namespaces` is empty, else in one Role per namespace. */}}
+{{- define "fondation-operator.namespacedRules" -}}
+  # Its own resource: watch, mirror Convex jobs into it, write its status.
+  - apiGroups: [fondation.dev]
+    resources: [analysisjobs]
+    verbs: [get, list, watch, create, patch]
+  - apiGroups: [fondation.dev]
+    resources: [analysisjobs/status]
+    verbs: [get, patch, update]
+  # ownerReferences with blockOwnerDeletion on the Jobs, Secrets and ConfigMaps it creates.
+  - apiGroups: [fondation.dev]
+    resources: [analysisjobs/finalizers]
+    verbs: [update]
+  # One Job per attempt; deleted on cancel.
+  - apiGroups: [batch]
+    resources: [jobs]
+    verbs: [get, list, watch, create, delete]
+  # Which pod runs an attempt and why it failed. `create` is used only as a
+  # dry run (LimitRanges, quotas and admission policies judge the runner pod
+  # before its Job exists); a Job could make that pod anyway.
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [get, list, watch, create]
+  # The per-job ingest token is created, never read back. `get` reads the
+  # opt-in label of a Secret named as credentials, metadata only
+  # (PartialObjectMetadata); a Job could mount that Secret anyway.
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get, create]
+  # The course, in ConfigMaps owned by its AnalysisJob (written with server-side apply;
+  # a replaced course's older contents are deleted).
+  - apiGroups: [""]
+    resources: [configmaps]
+    verbs: [get, list, create, patch, delete]
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [create, patch]
+  - apiGroups: [events.k8s.io]
+    resources: [events]
+    verbs: [create, patch]
+{{- end }}
+
+{{/* The one cluster-scoped right: the start-up check that the CRD is installed. */}}
+{{- define "fondation-operator.clusterRules" -}}
+  # Start-up check that the CRD is installed.
+  - apiGroups: [apiextensions.k8s.io]
+    resources: [customresourcedefinitions]
+    resourceNames: [analysisjobs.fondation.dev]
+    verbs: [get]
+{{- end }}
+
+{{/* Name of the runner egress NetworkPolicy in each namespace. */}}
+{{- define "fondation-operator.runnerPolicyName" -}}
+{{- printf "%s-runner-egress" (include "fondation-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Spec of the runner egress NetworkPolicy: DNS, the operator's ingest port,
+and addresses outside `networkPolicy.runnerDeniedCIDRs`. */}}
+{{- define "fondation-operator.runnerEgressSpec" -}}
+{{- $v4 := list }}
+{{- $v6 := list }}
+{{- range .Values.networkPolicy.runnerDeniedCIDRs }}
+{{- if contains ":" . }}{{ $v6 = append $v6 . }}{{ else }}{{ $v4 = append $v4 . }}{{ end }}
+{{- end }}
+podSelector:
+  matchLabels:
+    app.kubernetes.io/name: fondation-runner
+    app.kubernetes.io/managed-by: fondation-operator
+policyTypes: [Egress]
+egress:
+  - ports:
+      - port: 53
+        protocol: UDP
+      - port: 53
+        protocol: TCP
+  - to:
+      - namespaceSelector:
+          matchLabels:
+            kubernetes.io/metadata.name: {{ .Release.Namespace }}
+        podSelector:
+          matchLabels:
+            {{- include "fondation-operator.selectorLabels" . | nindent 12 }}
+    ports:
+      - port: {{ .Values.ports.ingest }}
+        protocol: TCP
+  - to:
+      - ipBlock:
+          cidr: 0.0.0.0/0
+          {{- with $v4 }}
+          except:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+      - ipBlock:
+          cidr: ::/0
+          {{- with $v6 }}
+          except:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+{{- end }}
+
+{{/* FONDATION_RUNNER_NETWORK_POLICY: the runner egress policy the operator
+applies itself when it watches the whole cluster; empty otherwise. */}}
+{{- define "fondation-operator.runnerNetworkPolicy" -}}
+{{- $np := .Values.networkPolicy }}
+{{- if and $np.enabled $np.runnerEgress (not .Values.namespaces) }}
+{{- dict "name" (include "fondation-operator.runnerPolicyName" .) "spec" (include "fondation-operator.runnerEgressSpec" . | fromYaml) | toJson }}
+{{- else }}
+{{- "{}" }}
 {{- end }}
 {{- end }}

@@ -46,7 +46,12 @@ from fondation_operator.cache import ClusterView, running_keys, waiting
 from fondation_operator.convexbridge import analysisjobs, documents, progress
 from fondation_operator.convexbridge.api import ConvexApi, JobRef, lost_lease
 from fondation_operator.convexbridge.backoff import Backoff
-from fondation_operator.convexbridge.claims import ClaimRecord, ClaimStore
+from fondation_operator.convexbridge.claims import (
+    ClaimRecord,
+    ClaimStore,
+    RecordInvalid,
+    RecordRefused,
+)
 from fondation_operator.convexbridge.client import (
     ConvexClient,
     ConvexFunctionError,
@@ -134,6 +139,7 @@ class ConvexBridge:
         self.claims = ClaimStore(kube, settings.claims_namespace, settings.claims_secret)
         self.backoff = Backoff(max_s=settings.backoff_max_s)
         self.tracked: dict[Key, Tracked] = {}
+        self._refusals: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
         """Set once claims are resumed and the deployment's contract is known."""
         self._slot_freed = asyncio.Event()
@@ -184,6 +190,7 @@ class ConvexBridge:
         """Stop following jobs; their leases stay ours for the next start to resume."""
         self._stopping.set()
         tasks = [t for t in (self._main, *(x.task for x in self.tracked.values())) if t]
+        tasks += self._refusals
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -279,17 +286,11 @@ class ConvexBridge:
         if not url and repository and repository.full_name:
             url = self.settings.repository_url_template.format(fullName=repository.full_name)
         branch = claim.branch or (repository.default_branch if repository else None) or ""
-        record = ClaimRecord(
-            namespace=namespace,
-            name=analysisjobs.name_for(claim.id, attempt),
-            job_id=claim.id,
-            attempt=attempt,
-            repository_id=claim.repository_id,
-            repository_url=url,
-            branch=branch,
-            language=progress.normalise_language(claim.language, self.settings.default_language),
-            callback_token=claim.callback_token,
-        )
+        try:
+            record = self._record(claim, attempt, namespace, url, branch)
+        except RecordInvalid as exc:
+            self._refuse_claim(JobRef(claim.id, attempt), str(exc))
+            return
         if record.key in self.tracked:
             log.warning("Convex handed out job %s attempt %d twice", claim.id, attempt)
             return
@@ -307,6 +308,33 @@ class ConvexBridge:
             record.name,
         )
         self._follow(tracked)
+
+    def _record(
+        self, claim: ClaimedJob, attempt: int, namespace: str, url: str | None, branch: str
+    ) -> ClaimRecord:
+        return ClaimRecord.bounded(
+            namespace=namespace,
+            name=analysisjobs.name_for(claim.id, attempt),
+            job_id=claim.id,
+            attempt=attempt,
+            repository_id=claim.repository_id,
+            repository_url=url,
+            branch=branch,
+            language=progress.normalise_language(claim.language, self.settings.default_language),
+            callback_token=claim.callback_token,
+        )
+
+    def _refuse_claim(self, ref: JobRef, reason: str) -> None:
+        """A claim that cannot even be recorded: failed in Convex, nothing created."""
+        log.error("Convex job %.128s: %s", ref.job_id, reason)
+
+        async def report() -> None:
+            with contextlib.suppress(*_CONVEX_DOWN, ConvexFunctionError):
+                await self._convex(lambda: self.api.retry_or_fail(ref, reason))
+
+        task = asyncio.create_task(report(), name="convex-refuse-claim")
+        self._refusals.add(task)
+        task.add_done_callback(self._refusals.discard)
 
     # ---- following one attempt ------------------------------------------------
 
@@ -350,7 +378,11 @@ class ConvexBridge:
     async def _advance(self, tracked: Tracked) -> bool:
         """One level-triggered step; True once Convex knows how the attempt ended."""
         if not tracked.recorded:
-            await self.claims.put(tracked.record)
+            try:
+                await self.claims.put(tracked.record)
+            except RecordRefused as exc:
+                await self._report_failure(tracked, str(exc))
+                return True
             tracked.recorded = True
         if tracked.cr is None and not tracked.deleted:
             # A claim resumed after a restart is due a heartbeat at once: it

@@ -18,8 +18,13 @@ most one lease period (Convex hands the job out again when it expires).
 One record per entry of `data`, keyed `<namespace>.<name>` of the
 AnalysisJob (namespaces have no dots): a JSON merge patch adds or removes
 one entry without reading the others, so concurrent writers never conflict.
-Size: a record is ~0.5 KiB, so the bridge's `max_claims` (<= 2000) keeps the
-Secret under its 1 MiB limit.
+Bounds: what Convex hands out is not trusted. Each field of a record has a
+maximum length and a record at most `MAX_RECORD_BYTES` once encoded, checked
+when it is built from a claim, so an oversized or malformed claim is refused
+alone (`RecordInvalid`, naming the field, never its value) before anything
+is written. A typical record is ~0.5 KiB. A batch the API server refuses
+(the Secret full, one entry it rejects) is written again entry by entry, so
+one bad record fails alone (`RecordRefused`) and never the others.
 """
 
 from __future__ import annotations
@@ -30,15 +35,28 @@ import contextlib
 import json
 import logging
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from fondation_contracts import analysisjob as aj
 from fondation_operator.kube.client import KubeClient
-from fondation_operator.kube.errors import Conflict, NotFound
+from fondation_operator.kube.errors import ApiError, Conflict, NotFound
 from fondation_operator.kube.resources import SECRETS
 from fondation_operator.observed import Key
 
 log = logging.getLogger(__name__)
+
+MAX_RECORD_BYTES = 4096
+"""Encoded (base64) size of one record at most."""
+_ID = r"^[A-Za-z0-9_-]+$"
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+
+
+class RecordInvalid(ValueError):
+    """A claim that cannot be recorded; the message names the fields, not their values."""
+
+
+class RecordRefused(Exception):
+    """The API server refused this one record (alone); the claim cannot be followed."""
 
 
 class ClaimRecord(BaseModel):
@@ -46,15 +64,33 @@ class ClaimRecord(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
-    namespace: str
-    name: str
-    job_id: str = Field(alias="jobId")
-    attempt: int = Field(ge=1)
-    repository_id: str | None = Field(None, alias="repositoryId")
-    repository_url: str | None = Field(None, alias="repositoryUrl")
-    branch: str = ""
-    language: str = "en"
-    callback_token: SecretStr | None = Field(None, alias="callbackToken")
+    namespace: str = Field(max_length=63)
+    name: str = Field(max_length=200)
+    job_id: str = Field(alias="jobId", min_length=1, max_length=128, pattern=_ID)
+    attempt: int = Field(ge=1, le=1000)
+    repository_id: str | None = Field(
+        None, alias="repositoryId", max_length=128, pattern=_NO_CONTROL
+    )
+    repository_url: str | None = Field(
+        None, alias="repositoryUrl", max_length=2048, pattern=_NO_CONTROL
+    )
+    branch: str = Field("", max_length=255, pattern=_NO_CONTROL)
+    language: str = Field("en", max_length=35, pattern=_NO_CONTROL)
+    callback_token: SecretStr | None = Field(None, alias="callbackToken", max_length=1024)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ClaimRecord:
+        if len(self.encode()) > MAX_RECORD_BYTES:
+            raise ValueError(f"the record is over {MAX_RECORD_BYTES} bytes once encoded")
+        return self
+
+    @classmethod
+    def bounded(cls, **fields: object) -> ClaimRecord:
+        """Build a record from a claim's fields; `RecordInvalid` if they are not fit."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise RecordInvalid(describe(exc)) from None
 
     @property
     def key(self) -> Key:
@@ -70,6 +106,15 @@ class ClaimRecord(BaseModel):
     @classmethod
     def decode(cls, value: str) -> ClaimRecord:
         return cls.model_validate_json(base64.b64decode(value))
+
+
+def describe(exc: ValidationError) -> str:
+    """Which fields are wrong and why, without their values (a token may be one)."""
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in err["loc"]) or "record"
+        problems.append(f"{where}: {err['msg']}")
+    return "claim cannot be recorded: " + "; ".join(problems)
 
 
 def entry_key(key: Key) -> str:
@@ -148,17 +193,33 @@ class ClaimStore:
     async def _write(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, {}
-            waiters = [done for _, entry_waiters in batch.values() for done in entry_waiters]
             try:
                 await self._patch({entry: value for entry, (value, _) in batch.items()})
+            except ApiError as exc:
+                if len(batch) > 1 and 400 <= exc.status < 500 and exc.status not in (404, 409):
+                    # One entry may be the cause: each alone, so it fails alone.
+                    for entry, pending in batch.items():
+                        await self._write_one(entry, pending)
+                    continue
+                _settle(batch, exc)
             except Exception as exc:  # every waiter gets the API server's answer
-                for done in waiters:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for done in waiters:
-                if not done.done():
-                    done.set_result(None)
+                _settle(batch, exc)
+            else:
+                _settle(batch, None)
+
+    async def _write_one(
+        self, entry: str, pending: tuple[str | None, list[asyncio.Future[None]]]
+    ) -> None:
+        value, _ = pending
+        error: Exception | None = None
+        try:
+            await self._patch({entry: value})
+        except ApiError as exc:
+            transient = exc.status >= 500 or exc.status in (404, 409, 429)
+            error = exc if transient else RecordRefused(f"claim record {entry}: {exc.message}")
+        except Exception as exc:
+            error = exc
+        _settle({entry: pending}, error)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -173,3 +234,17 @@ class ClaimStore:
         except NotFound:
             await self._create()
             await self.client.patch(SECRETS, self.name, {"data": data}, self.namespace)
+
+
+def _settle(
+    batch: dict[str, tuple[str | None, list[asyncio.Future[None]]]], error: Exception | None
+) -> None:
+    """Answer everyone waiting on `batch`: stored, or the error."""
+    for _, waiters in batch.values():
+        for done in waiters:
+            if done.done():
+                continue
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)

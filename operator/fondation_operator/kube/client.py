@@ -15,6 +15,7 @@ from fondation_operator.kube.resources import Resource
 
 Body = dict[str, Any]
 PatchType = Literal["merge", "strategic", "json", "apply"]
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 _PATCH_CONTENT_TYPES = {
     "merge": "application/merge-patch+json",
     "strategic": "application/strategic-merge-patch+json",
@@ -57,8 +58,10 @@ class KubeClient:
             await self._session.close()
             self._session = None
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+    def _headers(
+        self, content_type: str | None = None, accept: str = "application/json"
+    ) -> dict[str, str]:
+        headers = {"Accept": accept}
         token = self.config.current_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -74,6 +77,7 @@ class KubeClient:
         body: Any = None,
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Any:
         self.open()
         assert self._session is not None
@@ -82,7 +86,7 @@ class KubeClient:
             self.config.server + path,
             json=body if body is not None else None,
             params=params,
-            headers=self._headers(content_type if body is not None else None),
+            headers=self._headers(content_type if body is not None else None, accept),
         ) as resp:
             payload: Any = await resp.json(content_type=None) if resp.content_length != 0 else None
             if resp.status >= 400:
@@ -107,6 +111,12 @@ class KubeClient:
 
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> Body:
         result: Body = await self.request("GET", res.path(namespace, name))
+        return result
+
+    async def get_metadata(self, res: Resource, name: str, namespace: str | None = None) -> Body:
+        """The object's metadata only (PartialObjectMetadata): a Secret's labels
+        without its data ever reaching this process."""
+        result: Body = await self.request("GET", res.path(namespace, name), accept=METADATA_ONLY)
         return result
 
     async def list(
@@ -148,10 +158,21 @@ class KubeClient:
             params["continue"] = token
 
     async def create(
-        self, res: Resource, body: Body, namespace: str | None = None, *, strict: bool = False
+        self,
+        res: Resource,
+        body: Body,
+        namespace: str | None = None,
+        *,
+        strict: bool = False,
+        dry_run: bool = False,
     ) -> Body:
-        params = {"fieldValidation": "Strict"} if strict else None
-        result: Body = await self.request("POST", res.path(namespace), body=body, params=params)
+        """POST; with `dry_run` every admission check runs and nothing is stored."""
+        params = {"fieldValidation": "Strict"} if strict else {}
+        if dry_run:
+            params["dryRun"] = "All"
+        result: Body = await self.request(
+            "POST", res.path(namespace), body=body, params=params or None
+        )
         return result
 
     async def patch(
@@ -172,6 +193,18 @@ class KubeClient:
             body=patch,
             params=params,
             content_type=_PATCH_CONTENT_TYPES[patch_type],
+        )
+        return result
+
+    async def apply(self, res: Resource, body: Body, *, field_manager: str) -> Body:
+        """Server-side apply of a whole object (forced: this manager owns its fields)."""
+        meta = body["metadata"]
+        result: Body = await self.request(
+            "PATCH",
+            res.path(meta.get("namespace"), meta["name"]),
+            body=body,
+            params={"fieldManager": field_manager, "force": "true"},
+            content_type=_PATCH_CONTENT_TYPES["apply"],
         )
         return result
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from fondation_operator.kube.client import KubeClient
-from fondation_operator.kube.errors import NotFound
-from fondation_operator.kube.resources import NAMESPACES
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.convex_emulator import ConvexEmulator
 from tests.cluster.operator_process import OperatorProcess
@@ -77,15 +74,3 @@ def bridge_operators(
         # Kept with pytest's temporary directories, for a look after a failure.
         with contextlib.suppress(OSError):
             shutil.copy(op.log_path, tmp_path / op.log_path.name)
-
-
-@pytest.fixture
-async def second_namespace(kube: KubeClient, namespace: str) -> AsyncIterator[str]:
-    """Another namespace, standing for another cluster."""
-    name = f"{namespace[:50]}-b"
-    await kube.create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    yield name
-    with contextlib.suppress(NotFound):
-        await kube.delete(NAMESPACES, name)

@@ -489,3 +489,34 @@ async def test_two_operators_share_one_queue_and_run_each_job_once(
     for ns in ops:
         k8s_jobs = await kube.list(JOBS, ns, label_selector=aj.LABEL_ANALYSISJOB)
         assert len(k8s_jobs) == len(per_namespace[ns])
+
+
+async def test_a_claim_too_large_to_record_fails_alone(
+    kube: KubeClient,
+    namespace: str,
+    emulator: ConvexEmulator,
+    bridge_operators: BridgeOperators,
+) -> None:
+    """Claim fields are bounded before they reach the claims Secret: a job
+    whose URL is 5 KB fails in Convex naming the field, and the next runs."""
+    huge_url = "https://example.com/acme/" + "w" * 5000 + ".git"
+    oversized = enqueue(emulator, repositoryUrl=huge_url)
+    good = enqueue(emulator)
+    op = bridge_operators()
+
+    refused = await convex_state(
+        emulator,
+        oversized,
+        lambda job: "claim cannot be recorded" in (job.get("error") or ""),
+        what="the oversized claim refused",
+    )
+    assert "repository_url" in refused["error"] and "w" * 100 not in refused["error"]
+    name = name_for(good, 1)
+    await job_created(kube, namespace, name)
+    course = course_of(name)
+    await run_to_success(op, kube, namespace, name, course)
+    await status_is(emulator, good, "completed")
+    crs = [c["metadata"]["name"] for c in await kube.list(ANALYSISJOBS, namespace)]
+    assert crs == [name]
+    claims = await kube.get(SECRETS, CLAIMS_SECRET, OPERATOR_NAMESPACE)
+    assert not any(name_for(oversized, 1) in key for key in claims.get("data") or {})

@@ -6,10 +6,18 @@ import asyncio
 import base64
 from typing import Any, cast
 
+import pytest
 from pydantic import SecretStr
 
 from fondation_operator.convexbridge import analysisjobs
-from fondation_operator.convexbridge.claims import ClaimRecord, ClaimStore, entry_key
+from fondation_operator.convexbridge.claims import (
+    MAX_RECORD_BYTES,
+    ClaimRecord,
+    ClaimStore,
+    RecordInvalid,
+    RecordRefused,
+    entry_key,
+)
 from fondation_operator.convexbridge.models import ClaimedJob, UpdateStatusArgs
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.errors import ApiError
@@ -82,10 +90,11 @@ def test_analysisjob_names_are_derived_from_the_id_and_attempt() -> None:
 class FakeSecrets:
     """Stands in for the API server: one Secret, merge-patched, slow to write."""
 
-    def __init__(self, fail: int = 0) -> None:
+    def __init__(self, fail: int = 0, refuse: str = "") -> None:
         self.data: dict[str, str] = {}
         self.patches = 0
         self.fail = fail
+        self.refuse = refuse
 
     async def patch(self, res: object, name: str, body: dict[str, Any], namespace: str) -> None:
         self.patches += 1
@@ -93,6 +102,8 @@ class FakeSecrets:
         if self.fail:
             self.fail -= 1
             raise ApiError(500, "InternalError", "etcd timeout")
+        if self.refuse and self.refuse in body["data"]:
+            raise ApiError(422, "Invalid", f"data[{self.refuse}]: Invalid value")
         for key, value in body["data"].items():
             if value is None:
                 self.data.pop(key, None)
@@ -134,3 +145,64 @@ async def test_the_latest_change_of_an_entry_wins_and_failures_reach_every_waite
     )
     assert all(isinstance(r, ApiError) for r in results)
     await failing.put(numbered(3))  # the next write goes through
+
+
+async def test_one_refused_record_fails_alone_and_the_others_are_stored() -> None:
+    fake = FakeSecrets(refuse="courses.job13-1")
+    store = store_with(fake)
+    results = await asyncio.gather(
+        *(store.put(numbered(i)) for i in range(20)), return_exceptions=True
+    )
+    refused = [i for i, r in enumerate(results) if r is not None]
+    assert refused == [13]
+    assert isinstance(results[13], RecordRefused)
+    assert "courses.job13-1" in str(results[13])
+    assert sorted(fake.data) == sorted(f"courses.job{i}-1" for i in range(20) if i != 13)
+
+
+def _claim(**overrides: object) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "namespace": "courses",
+        "name": "k57abc-1",
+        "job_id": "k57abc",
+        "attempt": 1,
+        "repository_url": "https://github.com/acme/widgets.git",
+        "branch": "main",
+        "callback_token": TOKEN,
+    }
+    return {**fields, **overrides}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("repository_url", "https://github.com/acme/" + "w" * 3000),
+        ("branch", "main\nsecond-line"),
+        ("branch", "b" * 300),
+        ("job_id", "../../etc"),
+        ("job_id", "j" * 500),
+        ("language", "en" * 40),
+        ("callback_token", "t" * 5000),
+        ("repository_id", "r\x1b[31m"),
+        ("attempt", 0),
+    ],
+)
+def test_claim_fields_are_validated_and_bounded_before_anything_is_recorded(
+    field: str, value: object
+) -> None:
+    with pytest.raises(RecordInvalid) as caught:
+        ClaimRecord.bounded(**_claim(**{field: value}))
+    message = str(caught.value)
+    assert field in message
+    assert str(value) not in message and TOKEN not in message
+
+
+def test_a_record_of_maximal_fields_fits_its_budget_or_is_refused() -> None:
+    record = ClaimRecord.bounded(
+        **_claim(repository_url="https://g.example/" + "a" * 1500, callback_token="t" * 1024)
+    )
+    assert len(record.encode()) <= MAX_RECORD_BYTES
+    with pytest.raises(RecordInvalid, match="over 4096 bytes"):
+        ClaimRecord.bounded(
+            **_claim(repository_url="https://g.example/" + "a" * 2000, callback_token="t" * 1024)
+        )
