@@ -29,7 +29,7 @@ import posixpath
 import stat
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -411,12 +411,20 @@ def _read_member(tar: tarfile.TarFile, path: Path, name: str) -> bytes:
 
 
 @contextmanager
-def open_layer(path: Path) -> Iterator[tarfile.TarFile]:
-    """The layer of a (verified) single-layer archive, as an open tar."""
-    with ExitStack() as stack:
-        outer = stack.enter_context(tarfile.open(path, mode="r:"))
-        manifest = json.loads(_read_member(outer, path, "manifest.json"))
-        layer = outer.extractfile(manifest[0]["Layers"][0])
+def layer_file(path: Path) -> Iterator[IO[bytes]]:
+    """The layer tar of a single-layer archive, as an open (seekable) file."""
+    with tarfile.open(path, mode="r:") as outer:
+        image = ManifestEntry.model_validate(
+            json.loads(_read_member(outer, path, "manifest.json"))[0]
+        )
+        layer = outer.extractfile(image.layers[0])
         if layer is None:
-            raise ArchiveError(f"{path}: no layer")
-        yield stack.enter_context(tarfile.open(fileobj=layer, mode="r:"))
+            raise ArchiveError(f"{path}: layer {image.layers[0]} is missing")
+        yield layer
+
+
+@contextmanager
+def open_layer(path: Path) -> Iterator[tarfile.TarFile]:
+    """The layer of a single-layer archive, as an open tar."""
+    with layer_file(path) as f, tarfile.open(fileobj=f, mode="r:") as tar:
+        yield tar
