@@ -93,6 +93,8 @@ DPKG_OPTIONS = (
 # Left empty in the layer: apt's state (apt itself is removed) and build logs.
 EMPTIED = ("etc/apt", "var/lib/apt", "var/cache/apt", "var/log")
 GCC_FLAGS = ("-Os", "-static", "-s")
+# Archives (and root filesystems) kept per image in the cache, most recently used first.
+KEEP = 3
 PYTHON_ENV = (
     "PATH=/usr/local/bin:/usr/bin:/bin",
     "LANG=C.UTF-8",
@@ -267,6 +269,8 @@ def build_rootfs(spec: Spec, cache: Path) -> Path:
     with _locked(cache, "rootfs"):
         if not out.exists():
             _mmdebstrap(spec, cache, out)
+            _prune(cache, f"rootfs-{spec.name}-*.tar", keep=out, count=KEEP)
+        out.touch()
     return out
 
 
@@ -352,6 +356,7 @@ def build(name: str, cache: Path | None = None) -> Built:
     sidecar = out.with_suffix(".json")
     with _locked(cache, name):
         if out.exists() and sidecar.exists():
+            out.touch()  # most recently used: the last to be pruned
             built = Built(**json.loads(sidecar.read_text()))
             return Built(**{**asdict(built), "cached": True, "path": str(out)})
         start = time.monotonic()
@@ -404,8 +409,18 @@ def build(name: str, cache: Path | None = None) -> Built:
             cached=False,
         )
         sidecar.write_text(json.dumps(asdict(built), indent=2) + "\n")
+        _prune(cache, f"{spec.repository}-*.tar", keep=out, count=KEEP)
         log(f"{ref}: {info.layer_bytes / 1e6:.1f} MB, {info.config_digest} in {built.seconds} s")
         return built
+
+
+def _prune(cache: Path, pattern: str, keep: Path, count: int) -> None:
+    """Keep the `count` most recently used files matching `pattern` (always
+    `keep`): other work trees' sources give other keys, so the newest few stay."""
+    found = sorted(cache.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in [p for p in found if p != keep][count - 1 :]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".json").unlink(missing_ok=True)
 
 
 def build_all(names: Sequence[str] = tuple(SPECS), cache: Path | None = None) -> list[Built]:

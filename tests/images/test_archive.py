@@ -52,6 +52,18 @@ def layer_of(entries: list[Entry], tmp: Path, name: str = "layer.tar") -> tuple[
     return out, digest
 
 
+def pack(layer: Path, digest: str, out: Path) -> archive.ArchiveInfo:
+    return archive.write_archive(
+        out,
+        layer=layer,
+        diff_id_hex=digest,
+        repo_tag="example:1",
+        container=CONTAINER,
+        epoch=EPOCH,
+        created_by="test",
+    )
+
+
 def members(layer: Path) -> dict[str, tarfile.TarInfo]:
     with tarfile.open(layer) as tar:
         return {m.name: m for m in tar.getmembers()}
@@ -71,15 +83,7 @@ def test_same_files_give_the_same_layer_and_image_digest(tmp_path: Path) -> None
     layer_b, digest_b = layer_of(list(archive.tree_entries(b, owner=(0, 0))), tmp_path, "b.tar")
     assert digest_a == digest_b
     images = [
-        archive.write_archive(
-            tmp_path / f"{n}.image.tar",
-            layer=layer,
-            diff_id_hex=digest,
-            repo_tag="example:1",
-            container=CONTAINER,
-            epoch=EPOCH,
-            created_by="test",
-        )
+        pack(layer, digest, tmp_path / f"{n}.image.tar")
         for n, layer, digest in (("a", layer_a, digest_a), ("b", layer_b, digest_b))
     ]
     assert images[0].config_digest == images[1].config_digest
@@ -188,15 +192,7 @@ def _image(tmp: Path) -> Path:
         "hello", tarfile.REGTYPE, 0o644, 0, 0, size=5, opener=partial(archive.read_file, payload)
     )
     layer, digest = layer_of([entry], tmp)
-    archive.write_archive(
-        tmp / "image.tar",
-        layer=layer,
-        diff_id_hex=digest,
-        repo_tag="example:1",
-        container=CONTAINER,
-        epoch=EPOCH,
-        created_by="test",
-    )
+    pack(layer, digest, tmp / "image.tar")
     return tmp / "image.tar"
 
 

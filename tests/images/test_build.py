@@ -67,6 +67,19 @@ def test_pause_image_is_reproducible_cached_and_named_after_the_chart(tmp_path: 
     assert list(layer_members(first.path)) == ["pause"]
 
 
+def test_cache_keeps_the_most_recently_used_archives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build, "KEEP", 2)
+    paths = []
+    for epoch in (build.EPOCH, build.EPOCH + 1, build.EPOCH + 2):
+        monkeypatch.setattr(build, "EPOCH", epoch)  # another input: another archive
+        paths.append(Path(build.build("pause", cache=tmp_path).path))
+    assert len(set(paths)) == 3
+    assert sorted(tmp_path.glob("fondation-pause-*.tar")) == sorted(paths[1:])
+    assert not paths[0].with_suffix(".json").exists()
+
+
 @needs_root
 def test_pause_is_static_waits_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     built = build.build("pause", cache=tmp_path / "cache")
