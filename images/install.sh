@@ -92,6 +92,7 @@ pip install --no-deps --no-compile --target "$site" "$work"/wheel/*.whl
 # machine's interpreter in their first line, the wheel's path, byte code.
 rm -rf "$site/bin"
 rm -f "$site"/*.dist-info/direct_url.json "$site"/*.dist-info/REQUESTED
+sed -i -e '/^bin\//d' -e '/^\.\.\/\.\.\/bin\//d' -e '/\/direct_url\.json,/d' -e '/\/REQUESTED,/d' "$site"/*.dist-info/RECORD
 find "$site" -name __pycache__ -type d -prune -exec rm -rf {} +
 mkdir -p "$dest/usr/local/bin"
 cat >"$dest/usr/local/bin/fondation" <<'PY'

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -45,8 +46,12 @@ def layer_members(path: str | Path) -> dict[str, tarfile.TarInfo]:
 
 
 def extract(path: str | Path, dest: Path) -> Path:
+    """The layer's files under `dest`, with the /dev/null a container runtime provides."""
     with archive.open_layer(Path(path)) as layer:
         layer.extractall(dest, filter="tar")
+    if os.geteuid() == 0 and (dest / "dev").is_dir():
+        os.mknod(dest / "dev/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        (dest / "dev/null").chmod(0o666)
     return dest
 
 
@@ -194,8 +199,8 @@ def test_images_start_as_the_non_root_user(images: dict[str, build.Built], tmp_p
     probe = (
         "import fondation_runner, claude_agent_sdk, subprocess, pathlib;"
         "cli = pathlib.Path(claude_agent_sdk.__file__).parent / '_bundled' / 'claude';"
-        "print(subprocess.run([str(cli), '--version'], capture_output=True, text=True).stdout);"
-        "print(subprocess.run(['git', '--version'], capture_output=True, text=True).stdout)"
+        "run = lambda *a: subprocess.run(a, capture_output=True, text=True, check=True).stdout;"
+        "print(run(str(cli), '--version'), run('git', '--version'))"
     )
     home = f"HOME={contract.HOME}"
     out = subprocess.run(
@@ -250,9 +255,10 @@ def test_project_files_are_exactly_what_install_sh_writes(
     (the operator: the runner differs only by its pinned wheels)."""
     dest = tmp_path / "rootfs"
     build.install_project("operator", dest)
-    installed = _tree(dest / "usr/local")
-    assert "lib/python3.11/dist-packages/fondation_operator/main.py" in installed
-    assert _layer_tree(images["operator"].path, "usr/local") == installed
+    for written in ("usr/local/bin", f"{SITE}"):
+        installed = _tree(dest / written)
+        assert _layer_tree(images["operator"].path, written) == installed
+    assert "fondation_operator/main.py" in _tree(dest / SITE)
 
 
 def _dockerfile(flavour: str) -> str:
