@@ -350,8 +350,11 @@ def build(name: str, cache: Path | None = None) -> Built:
     if spec.packages:
         key.add("rootfs", rootfs_key(spec)).add("project", project_key().hexdigest())
     else:
+        # The static binary is gcc's output with the C library linked in.
         gcc = _run(["gcc", "--version"], "gcc --version").splitlines()[0]
-        key.add("gcc", gcc).add("flags", json.dumps(GCC_FLAGS)).file(PAUSE_SOURCE)
+        libc = Path(_run(["gcc", "-print-file-name=libc.a"], "gcc -print-file-name").strip())
+        key.add("gcc", gcc).add("libc.a", hashlib.sha256(libc.read_bytes()).hexdigest())
+        key.add("flags", json.dumps(GCC_FLAGS)).file(PAUSE_SOURCE)
     out = cache / f"{spec.repository}-{ref.split(':')[1]}-{key.hexdigest()}.tar"
     sidecar = out.with_suffix(".json")
     with _locked(cache, name):
