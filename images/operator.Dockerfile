@@ -1,4 +1,4 @@
-# For Docker or buildah users: the operator image: Python 3.11 and the project (no git, no Claude Code CLI).
+# For Docker or buildah users: the operator image: Python 3.11 and the project (no Claude Code CLI).
 #   docker build -f images/operator.Dockerfile -t fondation-operator:0.1.0 .
 # Without a container engine, `python -m images.build` makes the same image as
 # an archive from a Debian root filesystem. Both ways install the project with
@@ -19,7 +19,7 @@ RUN sh /src/images/install.sh operator /out
 FROM debian:bookworm-slim
 COPY images/rootfs-hook.sh /tmp/rootfs-hook.sh
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python-is-python3 ca-certificates \
+ && apt-get install -y --no-install-recommends python3 python-is-python3 ca-certificates git \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
  && sh /tmp/rootfs-hook.sh / 65532 \
  && rm /tmp/rootfs-hook.sh
