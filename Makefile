@@ -1,5 +1,5 @@
 # The two set-up commands of README.md, and the benchmarks.
-.PHONY: demo test bench bench-reconcile bench-pipeline bench-convex
+.PHONY: demo test bench bench-reconcile bench-pipeline bench-convex bench-images images
 
 demo:
 	scripts/demo.sh
@@ -7,7 +7,7 @@ demo:
 test:
 	scripts/test.sh
 
-bench: bench-reconcile bench-pipeline bench-convex
+bench: bench-reconcile bench-pipeline bench-convex bench-images
 
 bench-reconcile:
 	scripts/bootstrap.sh
@@ -20,3 +20,12 @@ bench-pipeline:
 bench-convex:
 	scripts/bootstrap.sh
 	.venv/bin/python -m bench.convex
+
+bench-images:
+	scripts/bootstrap.sh
+	.venv/bin/python -m bench.images
+
+# The pause, runner and operator image archives (cached); prints their paths.
+images:
+	scripts/bootstrap.sh
+	.venv/bin/python -m images.build

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fondation_contracts import image
 from fondation_operator import jobbuilder, settings
 from fondation_operator.convexbridge import settings as convex_settings
 from fondation_operator.kube.client import KubeClient
@@ -746,3 +747,85 @@ async def test_limited_to_namespaces_the_operator_runs_on_its_roles_alone(
     finally:
         operator.stop()
         control_plane.kubectl("delete", "--ignore-not-found", "-f", "-", input=manifest)
+
+
+# ---- the project's images and values.schema.json ----------------------------------
+
+
+def test_default_images_are_the_projects_images_at_the_charts_app_version(helm: Helm) -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    rendered = helm.template()
+    assert rendered.container["image"] == f"{image.OPERATOR_REPOSITORY}:{app_version}"
+    assert rendered.container["imagePullPolicy"] == "IfNotPresent"
+    loaded = operator_settings(rendered)
+    assert loaded.runner_image == f"{image.RUNNER_REPOSITORY}:{app_version}"
+    assert loaded.image_pull_policy == "IfNotPresent"  # imported images are never pulled
+    # The user the images are built with (images/build.py) is the one the pod runs as.
+    assert rendered.pod["securityContext"]["runAsUser"] == image.UID
+    assert rendered.pod["securityContext"]["runAsGroup"] == image.UID
+
+
+# (values, the field helm names, what it says about it)
+BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
+    ({"workers": 0}, "/workers", "minimum"),
+    ({"maxConcurrentJobs": "ten"}, "/maxConcurrentJobs", "integer"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy", "Always"),
+    ({"runner": {"imagePullPolicy": "sometimes"}}, "/runner/imagePullPolicy", "IfNotPresent"),
+    ({"runner": {"image": {"tag": "v1 beta"}}}, "/runner/image/tag", "pattern"),
+    ({"image": {"repository": ""}}, "/image/repository", "minLength"),
+    ({"namespaces": ["Team_A"]}, "/namespaces/0", "pattern"),
+    ({"namespaces": "team-a"}, "/namespaces", "array"),
+    ({"ports": {"ingest": 70000}}, "/ports/ingest", "maximum"),
+    ({"service": {"type": "Ingress"}}, "/service/type", "ClusterIP"),
+    (
+        {"runner": {"resources": {"limits": {"memory": "4 gigs"}}}},
+        "/runner/resources/limits/memory",
+        "pattern",
+    ),
+    ({"credentialsSecret": "Claude Credentials"}, "/credentialsSecret", "pattern"),
+    ({"ingestUrl": "operator:8080"}, "/ingestUrl", "pattern"),
+    ({"convex": {"url": "convex.example"}}, "/convex/url", "pattern"),
+    ({"convex": {"backend": "gpt"}}, "/convex/backend", "offline"),
+    (
+        {"networkPolicy": {"runnerDeniedCIDRs": ["10.0.0.0"]}},
+        "/networkPolicy/runnerDeniedCIDRs/0",
+        "pattern",
+    ),
+    ({"maxConcurrentJob": 3}, "", "maxConcurrentJob"),
+    ({"runner": {"imagePullSecret": "x"}}, "/runner", "imagePullSecret"),
+]
+
+
+@pytest.mark.parametrize(("values", "field", "reason"), BAD_VALUES)
+def test_schema_refuses_bad_values_naming_the_field_and_reason(
+    helm: Helm, values: dict[str, Any], field: str, reason: str
+) -> None:
+    for command in ("template", "lint"):
+        args = [command, RELEASE, str(CHART)] if command == "template" else [command, str(CHART)]
+        result = helm.run(*args, "--values", str(helm.values_file(values)), check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, f"helm {command} accepted {values}"
+        assert "values don't meet the specifications of the schema" in output
+        lines = [line for line in output.splitlines() if f"- at '{field}': " in line]
+        assert lines, output
+        assert any(reason in line for line in lines), lines
+
+
+def test_schema_accepts_every_documented_value(helm: Helm) -> None:
+    convex = {
+        "url": "https://happy-otter-123.convex.cloud",
+        "deployKey": {"existingSecret": "convex-deploy", "secretKey": "key"},
+        "pollInterval": "2",
+        "leaseMs": 120000,
+        "contract": "extended",
+        "backend": "offline",
+        "defaultLanguage": "fr",
+        "timeoutSeconds": 3600,
+    }
+    values = {
+        **NON_DEFAULT,
+        "convex": convex,
+        "networkPolicy": {"enabled": True, "runnerDeniedCIDRs": ["10.0.0.0/8", "fc00::/7"]},
+    }
+    out = helm.run("lint", "--strict", str(CHART), "--values", str(helm.values_file(values)))
+    assert "0 chart(s) failed" in out.stdout
