@@ -80,6 +80,9 @@ class CodeMap:
     root: Path
     modules: dict[str, Module] = field(default_factory=dict)
     unparsed: list[str] = field(default_factory=list)
+    _importers: dict[str, list[tuple[Module, Import]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @classmethod
     def build(cls, root: Path, files: list[str]) -> CodeMap:
@@ -106,7 +109,12 @@ class CodeMap:
         return code_map
 
     def importers_of(self, path: str) -> list[tuple[Module, Import]]:
-        return [(m, i) for m in self.modules.values() for i in m.imports if i.target == path]
+        if self._importers is None:  # built once: callers ask for every module
+            self._importers = {}
+            for module in self.modules.values():
+                for imported in module.imports:
+                    self._importers.setdefault(imported.target, []).append((module, imported))
+        return list(self._importers.get(path, []))
 
 
 TEST_DIRECTORIES = frozenset({"test", "tests", "testing"})

@@ -582,8 +582,12 @@ def _exercise(
         out.append(f"- Its tests, {_citation(project, test.path)}, show what it is expected to do.")
     out += ["", "## Scaffold", "", f"Create `{script}` at the root of the repository:", ""]
     variable = "thing" if is_class else "result"
+    if all(part.isidentifier() for part in dotted.split(".")):
+        header = [f"from {dotted} import {name}"]
+    else:  # a file name Python cannot import by statement (`my-module.py`)
+        header = ["import importlib", "", f"{name} = importlib.import_module({dotted!r}).{name}"]
     body = [
-        f"from {dotted} import {name}",
+        *header,
         "",
         "",
         "def main() -> None:",

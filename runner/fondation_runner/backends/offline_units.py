@@ -18,8 +18,8 @@ Everything is sorted, so the same tree always gives the same units.
 
 from __future__ import annotations
 
+import heapq
 import posixpath
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fondation_runner.codemap import CodeMap, Module
@@ -78,58 +78,77 @@ def weight(module: Module, code: CodeMap) -> int:
 
 
 def _merge(groups: list[list[str]], code: CodeMap, limit: int) -> list[list[str]]:
-    """Merge groups, most coupled first, until at most `limit` remain."""
+    """Merge groups, most coupled first, until at most `limit` remain.
+
+    Candidate pairs wait in a heap, each stamped with the versions of its two
+    groups; a merge bumps the surviving group's version, so stale pairs are
+    skipped when they come up, and the work stays near-linear in the imports."""
     index = {path: i for i, group in enumerate(groups) for path in group}
-    links: dict[tuple[int, int], int] = {}
+    alive = dict(enumerate(groups))
+    links: dict[int, dict[int, int]] = {i: {} for i in alive}
     for module in code.modules.values():
         if module.path not in index:
             continue
         for imported in module.imports:
-            if imported.target in index and index[imported.target] != index[module.path]:
-                pair = _pair(index[module.path], index[imported.target])
-                links[pair] = links.get(pair, 0) + 1
-    alive = dict(enumerate(groups))
-    size = {i: sum(_lines(code, p) for p in group) for i, group in alive.items()}
+            a, b = index[module.path], index.get(imported.target, -1)
+            if b >= 0 and a != b:
+                links[a][b] = links[a].get(b, 0) + 1
+                links[b][a] = links[b].get(a, 0) + 1
+    size = {i: sum(code.modules[p].line_count for p in group) for i, group in alive.items()}
+    directories = {i: {posixpath.dirname(p) for p in group} for i, group in alive.items()}
+    version = dict.fromkeys(alive, 0)
+    heap: list[tuple[float, int, str, str, int, int, int, int]] = []
+
+    def offer(a: int, b: int) -> None:
+        a, b = _pair(a, b)
+        affinity = links[a][b] / (len(alive[a]) * len(alive[b]))
+        if directories[a] & directories[b]:
+            affinity *= 2  # a package's modules belong together
+        entry = (-affinity, size[a] + size[b], alive[a][0], alive[b][0])
+        heapq.heappush(heap, (*entry, a, b, version[a], version[b]))
+
+    for a in alive:
+        for b in links[a]:
+            if a < b:
+                offer(a, b)
     while len(alive) > limit:
-        a, b = _best_pair(alive, links, size)
+        a, b = _coupled(heap, alive, version) or _smallest(alive, size, directories)
         alive[a] = sorted([*alive[a], *alive.pop(b)])
         size[a] += size.pop(b)
-        for (x, y), count in list(links.items()):
-            if b in (x, y):
-                del links[(x, y)]
-                other = y if x == b else x
-                if other != a:
-                    pair = _pair(a, other)
-                    links[pair] = links.get(pair, 0) + count
+        directories[a] |= directories.pop(b)
+        version[a] += 1
+        for other, count in links.pop(b).items():
+            del links[other][b]
+            if other != a:
+                links[a][other] = links[a].get(other, 0) + count
+                links[other][a] = links[a][other]
+        for other in links[a]:
+            offer(a, other)
     return list(alive.values())
 
 
-def _best_pair(
-    alive: dict[int, list[str]], links: dict[tuple[int, int], int], size: dict[int, int]
+def _coupled(
+    heap: list[tuple[float, int, str, str, int, int, int, int]],
+    alive: dict[int, list[str]],
+    version: dict[int, int],
+) -> tuple[int, int] | None:
+    """The most coupled pair still standing as it was offered, if any."""
+    while heap:
+        *_, a, b, version_a, version_b = heapq.heappop(heap)
+        if a in alive and b in alive and (version[a], version[b]) == (version_a, version_b):
+            return a, b
+    return None
+
+
+def _smallest(
+    alive: dict[int, list[str]], size: dict[int, int], directories: dict[int, set[str]]
 ) -> tuple[int, int]:
-    if links:
-        a, b = min(
-            links,
-            key=lambda pair: (
-                -_affinity(links[pair], alive[pair[0]], alive[pair[1]]),
-                size[pair[0]] + size[pair[1]],
-                alive[pair[0]][0],
-                alive[pair[1]][0],
-            ),
-        )
-        return a, b
-    by_size = sorted(alive, key=lambda i: (size[i], alive[i]))
-    for position, a in enumerate(by_size):
-        for b in by_size[position + 1 :]:
-            if _same_directory(alive[a], alive[b]):
-                return _pair(a, b)
-    return _pair(by_size[0], by_size[1])
-
-
-def _affinity(links: int, a: list[str], b: list[str]) -> float:
-    """Imports between two groups over the product of their sizes, doubled for
-    modules of a same directory (a package's modules belong together)."""
-    return links / (len(a) * len(b)) * (2 if _same_directory(a, b) else 1)
+    """No imports left between groups: the smallest one joins the smallest of its
+    directory, else the next smallest."""
+    ranked = sorted(alive, key=lambda i: (size[i], alive[i][0]))
+    smallest, others = ranked[0], ranked[1:]
+    partner = next((i for i in others if directories[i] & directories[smallest]), others[0])
+    return _pair(smallest, partner)
 
 
 def _by_name(test: Module, units: list[list[str]], code: CodeMap) -> int | None:
@@ -175,14 +194,6 @@ def _stem(path: str) -> str:
     """`pkg/queue.py` -> `queue`; `pkg/__init__.py` -> `pkg`."""
     module = path.removesuffix(".py").removesuffix("/__init__")
     return posixpath.basename(module).lower()
-
-
-def _same_directory(a: Iterable[str], b: Iterable[str]) -> bool:
-    return bool({posixpath.dirname(p) for p in a} & {posixpath.dirname(p) for p in b})
-
-
-def _lines(code: CodeMap, path: str) -> int:
-    return code.modules[path].line_count
 
 
 def _pair(a: int, b: int) -> tuple[int, int]:

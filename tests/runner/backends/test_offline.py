@@ -416,3 +416,22 @@ def assert_citations_resolve(source: Path, out: Path, *, at_least: int) -> None:
         path, line = r["evidence"].rsplit(":", 1)
         assert 1 <= int(line) <= len((source / path).read_text().splitlines()), r
     assert cited >= at_least, cited
+
+
+async def test_hostile_file_names_still_give_runnable_scaffolds(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "tools").mkdir(parents=True)
+    (source / "tools" / "my-script.py").write_text(
+        '"""A script named the way scripts are."""\n\n\ndef run(path, *, dry=False):\n    pass\n'
+    )
+    (source / "tools" / "2fast.py").write_text("class Fast:\n    def go(self):\n        pass\n")
+
+    course = await analyze(OfflineBackend(), source_dir=source, output_base=tmp_path / "out")
+
+    assert not course.partial, course.errors
+    tutorials = [d for d in course.documents if d.kind is DocumentKind.TUTORIAL]
+    assert len(tutorials) == 2
+    for tutorial in tutorials:
+        [scaffold] = re.findall(r"```python\n(.*?)\n```", tutorial.content, re.DOTALL)
+        ast.parse(scaffold)
+        assert "importlib.import_module(" in scaffold
