@@ -328,7 +328,11 @@ def _chapter(project: _Project, inputs: dict[str, Any]) -> str:
         summary = _first_sentence(module.docstring) if module else ""
         out.append(f"- {_citation(project, path)}{f': {summary}' if summary else ''}")
     out.append("")
-    definitions = [(m, d) for m in sources for d in m.public_definitions]
+    # Classes first (a unit's main types), then functions, each in module order.
+    definitions = sorted(
+        ((m, d) for m in sources for d in m.public_definitions),
+        key=lambda pair: pair[1].kind != "class",
+    )
     if definitions:
         out += ["## What it defines", ""]
         for module, definition in definitions[:MAX_LISTED]:
