@@ -181,7 +181,12 @@ def _most_imported(test: Module, owner: dict[str, int]) -> int | None:
 
 
 def _main_first(group: list[str], code: CodeMap) -> list[str]:
-    main = min(group, key=lambda p: (-weight(code.modules[p], code), p))
+    """The group's most imported module first (what the others are built around),
+    then the most defining, then by path."""
+    main = min(
+        group,
+        key=lambda p: (-len(code.importers_of(p)), -len(code.modules[p].definitions), p),
+    )
     return [main, *(p for p in sorted(group) if p != main)]
 
 
