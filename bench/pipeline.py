@@ -11,8 +11,9 @@ every other destination goes to a refusing proxy.
 Each measurement runs the pipeline (`analyze`: the six steps, then the
 parser) in its own runner subprocess, so its peak RSS is the runner's alone:
 
-- wall time with the default parallelism, then with parallelism 1 (24 model
-  calls: 3 + 10 chapters + 10 reviews + 1 index; goal <= 9 L vs about 24 L);
+- wall time with the default parallelism, then with parallelism 1 (34 model
+  calls: 3 + 10 chapters + 10 reviews + 10 tutorials + 1 overview; at
+  parallelism 5 at least 3 + 2 + 2 + 3 = 10 sequential waits, vs 34 L);
 - a re-run on the same commit with the step cache (goal: 0 model calls, < 5 s);
 - peak RSS: the runner's own (`ru_maxrss` of RUSAGE_SELF, goal <= 200 MB), the
   largest CLI child (RUSAGE_CHILDREN), and the sum over the runner's process
@@ -46,7 +47,6 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from bench.common import write_results
-from fondation_contracts.ingest import STEP_NAMES
 from fondation_runner.pipeline import DEFAULT_PARALLELISM
 
 if TYPE_CHECKING:  # the runner process must not load the fakes: it is measured
@@ -68,9 +68,11 @@ MARKERS: dict[str, str] = {
     "order": "Choose the order in which the course presents the abstractions",
     "chapters": "## This chapter: ",
     "review": "## The chapter as written",
-    "tutorial": "Write the course's index page",
+    "tutorial": "## The chapter it practises",
+    "overview": "The course, in reading order: each chapter, then the hands-on tutorial",
 }
-"""A phrase of each step's prompt template, found in no other template."""
+"""A phrase of each prompt template, found in no other template (step 6 has two:
+a chapter's tutorial and the overview page)."""
 
 SAMPLE_INTERVAL_S = 0.05
 """How often the runner's process tree is measured (RSS sum)."""
@@ -223,8 +225,20 @@ class Course:
         )
 
     def tutorial(self, prompt: str) -> str:
-        entries = re.findall(r"^(\d+)\. (.+): `(\.\./[\w-]+/[\w.-]+\.md)`$", prompt, re.MULTILINE)
-        links = "".join(f"{n}. [{title}]({link})\n" for n, title, link in entries)
+        heading = _search(r"Start with exactly this heading: `# (.+)`\.", prompt)
+        _, symbol = self.by_name(_search(r"^## This tutorial: (.+)$", prompt))
+        return (
+            f"# {heading}\n\n"
+            f"Read `{symbol.citation}`, then complete the scaffold.\n\n"
+            f"```python\nfrom taskq import {symbol.name}  # call it\n```\n\n"
+            "Check it with `python -m pytest`.\n"
+        )
+
+    def overview(self, prompt: str) -> str:
+        entries = re.findall(r"^(\d+)\. (.+?); its tutorial: (.+)$", prompt, re.MULTILINE)
+        links = "".join(
+            f"{n}. **{chapter}**, then **{tutorial}**\n" for n, chapter, tutorial in entries
+        )
         nodes = "".join(f'  A{i}["{s.name}"]\n' for i, s in enumerate(self.symbols))
         edges = "".join(f"  A{i} --> A{j}\n" for i, j, _ in self.relationships)
         return (
@@ -243,7 +257,9 @@ class Course:
             return self.order_yaml()
         if step in ("chapters", "review"):
             return self.chapter(prompt, reviewed=step == "review")
-        return self.tutorial(prompt)
+        if step == "tutorial":
+            return self.tutorial(prompt)
+        return self.overview(prompt)
 
 
 def _dependencies_first(count: int, relationships: list[tuple[int, int, str]]) -> list[int]:
@@ -500,7 +516,7 @@ def scripts(course: Course) -> list[Script]:
 
         return Script(name=step, marker=MARKERS[step], responder=respond)
 
-    return [script(step) for step in STEP_NAMES]
+    return [script(step) for step in MARKERS]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -512,7 +528,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         work = Path(tmp)
         clone, commit = sample_clone(work)
         course = Course.of(clone, args.chapters)
-        calls = 3 + 2 * args.chapters + 1
+        calls = 3 + 3 * args.chapters + 1
         print(
             f"sample project: {len(course.symbols)} abstractions,"
             f" {len(course.relationships)} relationships; {calls} model calls per course;"

@@ -8,7 +8,10 @@ prompt with a hole in it.
 
 `PROMPT_VERSION` names the directory in use. It is part of the runner's cache
 key: changing any template means bumping it (a new directory), so cached
-answers to the old wording are never served for the new one.
+answers to the old wording are never served for the new one. Older
+directories stay, so the answers cached for them keep their meaning: `v1`
+wrote step 6 as one index page; `v2` writes one hands-on tutorial per
+chapter (`tutorial`) and an overview page (`overview`), as Fondation does.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from importlib import resources
 
 from fondation_contracts.ingest import STEP_NAMES
 
-PROMPT_VERSION = "v1"
+PROMPT_VERSION = "v2"
 
-TEMPLATE_NAMES: tuple[str, ...] = (*STEP_NAMES, "feedback")
-"""One template per step, plus `feedback`, appended to a step's prompt when its previous answer was
-rejected."""
+TEMPLATE_NAMES: tuple[str, ...] = (*STEP_NAMES, "overview", "feedback")
+"""One template per step (`tutorial` is one chapter's tutorial), plus `overview`, the course's
+front page written in step 6 beside the tutorials, and `feedback`, appended to a step's prompt
+when its previous answer was rejected."""
 
 LANGUAGE_NAMES: dict[str, str] = {
     "en": "English",

@@ -1,10 +1,14 @@
 """The structure of a Python code base, read with `ast`, for the offline backend.
 
 For every parsable `.py` file: its docstring, its top-level classes and
-functions (with their lines, docstrings and methods) and the imports that
-resolve to another file of the same project, with the line of the import.
-Imports of the standard library or of dependencies resolve to nothing and
-are left out. Files that do not parse are listed in `unparsed`.
+functions (with their lines, signatures, docstrings and methods), the
+imports that resolve to another file of the same project, with the line of
+the import, and the uses of what those imports bound (`TaskQueue(...)`,
+`queue.claim`), with their lines: the call sites a course cites to show how
+a unit is used. Imports of the standard library or of dependencies resolve
+to nothing and are left out. Files that do not parse are listed in
+`unparsed`. Which files are tests is decided here too (`is_test`), from
+their paths, the way test runners find them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ class Definition:
     end_line: int
     docstring: str
     methods: tuple[Definition, ...] = ()
+    signature: str = ""
+    """A function's parameters as written (`self, storage, retries=3`)."""
 
     @property
     def public(self) -> bool:
@@ -41,12 +47,28 @@ class Import:
 
 
 @dataclass(frozen=True)
+class Use:
+    line: int
+    target: str
+    """Path of the project file the used name comes from."""
+    name: str
+    """The name used (`TaskQueue`), or `` for the module object itself."""
+
+
+@dataclass(frozen=True)
 class Module:
     path: str
     docstring: str
     definitions: tuple[Definition, ...]
     imports: tuple[Import, ...]
     line_count: int
+    uses: tuple[Use, ...] = ()
+    statements: int = 0
+    """Top-level statements besides the docstring: 0 for an empty module."""
+
+    @property
+    def is_test(self) -> bool:
+        return is_test(self.path)
 
     @property
     def public_definitions(self) -> tuple[Definition, ...]:
@@ -58,6 +80,9 @@ class CodeMap:
     root: Path
     modules: dict[str, Module] = field(default_factory=dict)
     unparsed: list[str] = field(default_factory=list)
+    _importers: dict[str, list[tuple[Module, Import]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @classmethod
     def build(cls, root: Path, files: list[str]) -> CodeMap:
@@ -71,17 +96,39 @@ class CodeMap:
             except (SyntaxError, ValueError):
                 code_map.unparsed.append(path)
                 continue
+            docstring = ast.get_docstring(tree)
             code_map.modules[path] = Module(
                 path=path,
-                docstring=ast.get_docstring(tree) or "",
+                docstring=docstring or "",
                 definitions=tuple(_definitions(tree)),
                 imports=tuple(_imports(tree, path, index)),
                 line_count=len(source.splitlines()),
+                uses=tuple(_uses(tree, path, index)),
+                statements=len(tree.body) - (1 if docstring is not None else 0),
             )
         return code_map
 
     def importers_of(self, path: str) -> list[tuple[Module, Import]]:
-        return [(m, i) for m in self.modules.values() for i in m.imports if i.target == path]
+        if self._importers is None:  # built once: callers ask for every module
+            self._importers = {}
+            for module in self.modules.values():
+                for imported in module.imports:
+                    self._importers.setdefault(imported.target, []).append((module, imported))
+        return list(self._importers.get(path, []))
+
+
+TEST_DIRECTORIES = frozenset({"test", "tests", "testing"})
+
+
+def is_test(path: str) -> bool:
+    """`tests/x.py`, `test_x.py`, `x_test.py` and `conftest.py` are tests."""
+    *directories, name = path.split("/")
+    return (
+        any(d in TEST_DIRECTORIES for d in directories)
+        or name.startswith("test_")
+        or name.endswith("_test.py")
+        or name == "conftest.py"
+    )
 
 
 def _definitions(tree: ast.Module) -> list[Definition]:
@@ -115,7 +162,62 @@ def _function(node: ast.FunctionDef | ast.AsyncFunctionDef) -> Definition:
         line=node.lineno,
         end_line=node.end_lineno or node.lineno,
         docstring=ast.get_docstring(node) or "",
+        signature=" ".join(ast.unparse(node.args).split()),
     )
+
+
+def _uses(tree: ast.Module, path: str, modules: _ModuleIndex) -> list[Use]:
+    """Where the names bound by project-internal imports are used, outside the imports:
+    `Name` for `from m import Name`, `alias.attr` for a module bound to `alias`."""
+    bound: dict[str, tuple[str, str]] = {}
+    """Local name -> (project file, imported name, or `` for the module itself)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                target = modules.named(alias.name.replace(".", "/"))
+                if target and target != path:
+                    bound[alias.asname or alias.name] = (target, "")
+        elif isinstance(node, ast.ImportFrom):
+            for target, names, is_module in _resolve_from(node, path, modules):
+                for alias in node.names:
+                    if target != path and alias.name in names:
+                        bound[alias.asname or alias.name] = (
+                            target,
+                            "" if is_module else alias.name,
+                        )
+    if not bound:
+        return []
+    found: set[Use] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            dotted = _dotted(node)
+            if dotted is None:
+                continue
+            parts = dotted.split(".")
+            for cut in range(len(parts) - 1, 0, -1):
+                head = ".".join(parts[:cut])
+                if head in bound and not bound[head][1]:
+                    found.add(Use(node.lineno, bound[head][0], parts[cut]))
+                    break
+        elif (
+            isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Load)
+            and node.id in bound
+            and bound[node.id][1]
+        ):
+            found.add(Use(node.lineno, bound[node.id][0], bound[node.id][1]))
+    return sorted(found, key=lambda u: (u.line, u.target, u.name))
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """`a.b.c` for a chain of attributes on a name; None for anything else."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
 
 
 def _imports(tree: ast.Module, path: str, modules: _ModuleIndex) -> list[Import]:
@@ -129,7 +231,7 @@ def _imports(tree: ast.Module, path: str, modules: _ModuleIndex) -> list[Import]
                     found.append(Import(node.lineno, target, (alias.name,)))
         elif isinstance(node, ast.ImportFrom):
             names = tuple(alias.name for alias in node.names)
-            for target, imported in _resolve_from(node, path, modules):
+            for target, imported, _ in _resolve_from(node, path, modules):
                 if target != path:
                     found.append(Import(node.lineno, target, imported or names))
     return sorted(found, key=lambda i: (i.line, i.target))
@@ -137,8 +239,10 @@ def _imports(tree: ast.Module, path: str, modules: _ModuleIndex) -> list[Import]
 
 def _resolve_from(
     node: ast.ImportFrom, path: str, modules: _ModuleIndex
-) -> list[tuple[str, tuple[str, ...]]]:
-    """`from X import a, b`: each of a, b may be a submodule; else X itself is the target."""
+) -> list[tuple[str, tuple[str, ...], bool]]:
+    """`from X import a, b`: each of a, b may be a submodule; else X itself is the
+    target. Each target comes with the names imported from it and whether they are
+    the submodule itself."""
     resolve: Callable[[str], str | None]
     if node.level:
         base = posixpath.dirname(path)
@@ -149,18 +253,18 @@ def _resolve_from(
     else:
         package = (node.module or "").replace(".", "/")
         resolve = modules.named
-    targets: list[tuple[str, tuple[str, ...]]] = []
+    targets: list[tuple[str, tuple[str, ...], bool]] = []
     plain: list[str] = []
     for alias in node.names:
         submodule = resolve(posixpath.join(package, alias.name))
         if submodule:
-            targets.append((submodule, (alias.name,)))
+            targets.append((submodule, (alias.name,), True))
         else:
             plain.append(alias.name)
     if plain:
         module = resolve(package)
         if module:
-            targets.append((module, tuple(plain)))
+            targets.append((module, tuple(plain), False))
     return targets
 
 

@@ -9,7 +9,13 @@ keep working:
         step3_order.yaml
         chapters/NN_slug.md            NN = position in step-3 order, from 01
         reviewed-chapters/NN_slug.md   same name as the chapter it reviews
-        tutorials/index.md
+        tutorials/tutorial_N_name.md   N = chapter number, from 1: its hands-on tutorial
+        tutorials/index.md             the course's overview page
+
+Step 6 is Fondation's: one `Interactive Tutorial: <name>` per chapter, which
+its UI lists under "Tutoriels", and an overview page (a `toc` document, under
+"Références"). Fondation's UI shows one document at a time and resolves no
+link between documents, so neither names another document by a file link.
 
 The pipeline writes it, the parser reads it, and both ask this module.
 """
@@ -35,6 +41,8 @@ CHAPTERS_DIR = "chapters"
 REVIEWED_DIR = "reviewed-chapters"
 TUTORIALS_DIR = "tutorials"
 TUTORIAL_INDEX_FILE = "index.md"
+TUTORIAL_TITLE_PREFIX = "Interactive Tutorial: "
+"""How Fondation heads each chapter's tutorial, before the chapter's name."""
 
 STEP_FILES: dict[str, str] = {
     "abstractions": ABSTRACTIONS_FILE,
@@ -72,6 +80,18 @@ def chapter_file_name(position: int, name: str) -> str:
     """File name of the chapter at 0-based `position` of the step-3 order."""
     slug = slugify(name) or "chapter"
     return f"{position + 1:02d}_{slug}.md"
+
+
+def tutorial_file_name(position: int, name: str) -> str:
+    """File name of the tutorial of the chapter at 0-based `position`: Fondation's
+    `tutorial_<i>_<name>.md`, with its underscores."""
+    slug = (slugify(name) or "chapter").replace("-", "_")
+    return f"tutorial_{position + 1}_{slug}.md"
+
+
+def tutorial_title(name: str) -> str:
+    """`Interactive Tutorial: <name>`, the heading a chapter's tutorial must have."""
+    return f"{TUTORIAL_TITLE_PREFIX}{' '.join(name.split())}"
 
 
 def write_documents(documents: Iterable[Document], out: Path) -> list[Path]:

@@ -3,15 +3,19 @@
 It reads the layout the pipeline writes (see `layout`) and the one written
 by Fondation's original CLI: YAML block scalars with trailing newlines, an
 order given as plain ids (`- 0 # Name`, where YAML drops the comment), as
-`"0 # Name"` strings or as `{index, name, reasoning}` maps, and chapters
-named `chapter_N.md`.
+`"0 # Name"` strings or as `{index, name, reasoning}` maps, chapters
+named `chapter_N.md`, and tutorials named `tutorial_<abstraction id>_<name>.md`.
 
 A chapter's `chapterIndex` is its position in the step-3 order, never its
 rank among sorted file names (`chapter_10.md` sorts before `chapter_2.md`).
 A file is matched to a position by, in turn: its `NN_slug` name, its slug
 alone, the abstraction named in its first heading, its number (`chapter_N`,
 `NN_`). A file that matches nothing is still published, after the others,
-and reported.
+and reported. Tutorials (`tutorials/tutorial_N_name.md`) are matched to
+their chapter the same way and carry its `chapterIndex`; once a course has
+per-chapter tutorials, a chapter without one is reported (a course laid out
+before them, with only an index, is not). `tutorials/index.md` is the
+course's overview, a `toc` document.
 
 Nothing is dropped silently and nothing raises: a missing directory, YAML
 that does not parse, a missing chapter, a file the layout does not know, a
@@ -29,7 +33,12 @@ Slugs (unique within a course, matching the Document pattern):
     step1_abstractions, step2_relationships, step3_order
     chapter-NN-<name>      NN = chapterIndex + 1, <name> from the order
     reviewed-NN-<name>
-    tutorial-<file stem>
+    tutorial-NN-<name>     the tutorial of chapter NN
+    overview               tutorials/index.md
+
+Titles: a tutorial headed `Interactive Tutorial: <name>` (Fondation's own
+heading) keeps it, as Fondation's UI lists it; any other heading is
+prefixed `Tutorial: `.
 """
 
 from __future__ import annotations
@@ -63,11 +72,14 @@ YAML_DOCUMENTS: tuple[tuple[str, str, str], ...] = (
 )
 REVIEWED_PREFIX = "Reviewed: "
 TUTORIAL_PREFIX = "Tutorial: "
+OVERVIEW_SLUG = "overview"
+OVERVIEW_TITLE = "Course overview"
+"""The overview's title when its page has no heading."""
 _TITLE_MAX = 500
 MAX_FILE_BYTES = MAX_DOCUMENT_CHARS
 """No document can be larger (the course store's limit), so no file is read past it."""
 
-_NUMBERED = re.compile(r"^(?P<number>\d+)[_-](?P<rest>.*)$")
+_NUMBERED = re.compile(r"^(?:tutorial[_-]?)?(?P<number>\d+)(?:[_-](?P<rest>.*))?$", re.IGNORECASE)
 _CHAPTER_N = re.compile(r"^chapter[_-]?(?P<number>\d+)(?:[_-](?P<rest>.*))?$", re.IGNORECASE)
 _ORDER_STRING = re.compile(r"^\s*(?P<index>\d+)\s*(?:#\s*(?P<name>.*?))?\s*$")
 _HEADING = re.compile(r"^#[ \t]+(?P<title>.+?)[ \t#]*$")
@@ -132,8 +144,14 @@ class _Reader:
         self._publish_chapters(chapters, positions, "chapter", "")
         reviewed = self._chapters(layout.REVIEWED_DIR, positions, "review")
         self._publish_chapters(reviewed, positions, "reviewed", REVIEWED_PREFIX)
-        self._report_gaps(positions, chapters, reviewed)
-        self._tutorials()
+        tutorials = self._chapters(
+            layout.TUTORIALS_DIR, positions, "tutorial", skip=layout.TUTORIAL_INDEX_FILE
+        )
+        self._publish_chapters(
+            tutorials, positions, "tutorial", TUTORIAL_PREFIX, kind=DocumentKind.TUTORIAL
+        )
+        self._report_gaps(positions, chapters, reviewed, tutorials)
+        self._overview()
         for path in sorted(self.unclaimed, key=_natural):
             self._error(path, "", "unexpected file, not part of the course layout (left as is)")
         for path in sorted(self.links, key=_natural):
@@ -198,11 +216,15 @@ class _Reader:
 
     # Chapters and reviewed chapters ----------------------------------------
 
-    def _chapters(self, folder: str, positions: list[_Position], step: str) -> dict[int, _Placed]:
-        """Each Markdown file of `folder`, at its position; extras after the order's end."""
+    def _chapters(
+        self, folder: str, positions: list[_Position], step: str, *, skip: str = ""
+    ) -> dict[int, _Placed]:
+        """Each Markdown file of `folder` but `skip`, at its position; extras after the
+        order's end."""
         files = self._markdown_files(folder, step)
         if files is None:
             return {}
+        files = [f for f in files if f != skip]
         zero_based = any(_file_number(f) == 0 for f in files)
         candidates: list[_Placed] = []
         unplaced: list[tuple[str, str, str]] = []
@@ -262,6 +284,7 @@ class _Reader:
         positions: list[_Position],
         slug_prefix: str,
         title_prefix: str,
+        kind: DocumentKind = DocumentKind.CHAPTER,
     ) -> None:
         for position in sorted(placed):
             chapter = placed[position]
@@ -271,12 +294,16 @@ class _Reader:
             name = positions[position].name if position < len(positions) else ""
             stem = Path(chapter.path).stem
             title = chapter.title or name or stem.replace("_", " ")
+            if kind is not DocumentKind.TUTORIAL or not title.startswith(
+                layout.TUTORIAL_TITLE_PREFIX  # Fondation's own heading: kept as it is
+            ):
+                title = title_prefix + title
             label = layout.slugify(name) or layout.slugify(_file_rest(stem))
             self.course.documents.append(
                 Document.build(
-                    kind=DocumentKind.CHAPTER,
+                    kind=kind,
                     slug=f"{slug_prefix}-{position + 1:02d}" + (f"-{label}" if label else ""),
-                    title=one_line(title_prefix + title)[:_TITLE_MAX],
+                    title=one_line(title)[:_TITLE_MAX],
                     content=neutralise_markdown(chapter.content),
                     chapter_index=position,
                     source_path=printable_path(chapter.path),
@@ -288,6 +315,7 @@ class _Reader:
         positions: list[_Position],
         chapters: dict[int, _Placed],
         reviewed: dict[int, _Placed],
+        tutorials: dict[int, _Placed],
     ) -> None:
         if not positions and chapters:
             self._error(
@@ -307,33 +335,31 @@ class _Reader:
                 and (self.out / layout.REVIEWED_DIR).is_dir()
             ):
                 self._missing(layout.REVIEWED_DIR + "/", "review", f"review of {what} is missing")
-
-    # Tutorials -------------------------------------------------------------
-
-    def _tutorials(self) -> None:
-        files = self._markdown_files(layout.TUTORIALS_DIR, "tutorial")
-        for number, file in enumerate(files or []):
-            relative = f"{layout.TUTORIALS_DIR}/{file}"
-            self.unclaimed.discard(relative)
-            content = self._text(relative, "tutorial")
-            if content is None:
-                continue
-            if not content.strip():
-                self._missing(relative, "tutorial", "empty file")
-                continue
-            stem = Path(file).stem
-            self.course.documents.append(
-                Document.build(
-                    kind=DocumentKind.TUTORIAL,
-                    slug=f"tutorial-{layout.slugify(stem) or number + 1}",
-                    title=one_line(TUTORIAL_PREFIX + (_title(content) or stem.replace("_", " ")))[
-                        :_TITLE_MAX
-                    ],
-                    content=neutralise_markdown(content),
-                    chapter_index=number,
-                    source_path=printable_path(relative),
+            if tutorials and position not in tutorials and position in chapters:
+                self._missing(
+                    layout.TUTORIALS_DIR + "/", "tutorial", f"tutorial of {what} is missing"
                 )
+
+    # Overview ------------------------------------------------------------
+
+    def _overview(self) -> None:
+        relative = f"{layout.TUTORIALS_DIR}/{layout.TUTORIAL_INDEX_FILE}"
+        if not (self.out / relative).is_file():
+            return  # Fondation's original CLI writes none: not a gap
+        self.unclaimed.discard(relative)
+        content = self._text(relative, "tutorial")
+        if not content.strip():
+            self._missing(relative, "tutorial", "empty file")
+            return
+        self.course.documents.append(
+            Document.build(
+                kind=DocumentKind.TOC,
+                slug=OVERVIEW_SLUG,
+                title=one_line(_title(content) or OVERVIEW_TITLE)[:_TITLE_MAX],
+                content=neutralise_markdown(content),
+                source_path=printable_path(relative),
             )
+        )
 
     # Reporting -------------------------------------------------------------
 

@@ -2,17 +2,25 @@
 
     abstractions ─▶ relationships ─▶ order ─▶ chapters ─▶ review ─▶ tutorial
      step1_*.yaml    step2_*.yaml    step3_*   chapters/  reviewed-  tutorials/
-                                     .yaml     NN_*.md    chapters/  index.md
+                                     .yaml     NN_*.md    chapters/  tutorial_N_*.md
+                                                          NN_*.md    index.md
 
 Each step renders its prompt, gets a valid answer through `Asker` (cache,
-backend, validation, retries with feedback) and writes its file. Chapters
-and reviews are independent of each other, so they run concurrently, at
-most `parallelism` backend calls at a time.
+backend, validation, retries with feedback) and writes its file. Chapters,
+reviews and tutorials are independent of each other within their step, so
+they run concurrently, at most `parallelism` backend calls at a time.
+
+Step 6 is Fondation's: one hands-on tutorial per written chapter (from its
+reviewed text when there is one), titled `Interactive Tutorial: <name>`,
+and an overview page, asked beside them. Both are read inside Fondation's
+UI, which resolves no link between documents, so they may only link to a
+heading or a full URL, and name the other documents by their titles.
 
 A step that cannot get a valid answer does not stop the run when the
 others can do without it: without relationships the order is built from
 the abstractions alone; without an order, chapters follow the abstractions'
-ids; a chapter that fails is left out of the review and the index. Each
+ids; a chapter that fails is left out of the review, the tutorials and
+the overview. Each
 such loss is a `CourseError` and makes the result partial. Only a failed
 first step leaves nothing to teach, and ends the run.
 """
@@ -109,6 +117,10 @@ class Chapter:
     def number(self) -> int:
         return self.position + 1
 
+    @property
+    def tutorial_file(self) -> str:
+        return layout.tutorial_file_name(self.position, self.abstraction.name)
+
 
 class Pipeline:
     """One analysis of `source_dir`, written under `output_base`.
@@ -167,7 +179,7 @@ class Pipeline:
         plan = _plan(abstractions, order)
         chapters = await run.chapters(plan, abstractions, relationships)
         reviewed = await run.review(plan, chapters)
-        await run.tutorial(abstractions, relationships, plan, chapters, reviewed)
+        await run.tutorials(abstractions, relationships, plan, chapters, reviewed)
         return result
 
 
@@ -392,7 +404,7 @@ class _Run:
 
     # Step 6 ----------------------------------------------------------------
 
-    async def tutorial(
+    async def tutorials(
         self,
         abstractions: list[Abstraction],
         relationships: Relationships,
@@ -400,54 +412,104 @@ class _Run:
         chapters: dict[int, MarkdownAnswer],
         reviewed: dict[int, MarkdownAnswer],
     ) -> None:
-        entries = []
-        for chapter in plan:
-            if chapter.position in reviewed:
-                folder, title = layout.REVIEWED_DIR, reviewed[chapter.position].title
-            elif chapter.position in chapters:
-                folder, title = layout.CHAPTERS_DIR, chapters[chapter.position].title
-            else:
-                continue
-            entries.append(
-                {
-                    "number": chapter.number,
-                    "name": chapter.abstraction.name,
-                    "title": title,
-                    "link": f"../{folder}/{chapter.file_name}",
-                }
-            )
-        inputs = {
-            "project_name": self.p.project_name,
-            "summary": relationships.summary,
-            "abstractions": [a.model_dump() for a in abstractions],
-            "relationships": [r.model_dump() for r in relationships.relationships],
-            "chapters": entries,
-        }
-        prompt = fondation_prompts.render(
-            "tutorial",
-            **self.common,
-            summary=relationships.summary or "(no summary available)",
-            abstractions=_abstraction_list(abstractions),
-            relationships=_relationship_list(relationships.relationships, abstractions)
-            or "(none recorded)",
-            chapter_list="\n".join(f"{e['number']}. {e['title']}: `{e['link']}`" for e in entries),
+        """One tutorial per written chapter, and the overview page, concurrently."""
+        written = [c for c in plan if c.position in chapters]
+        known = _known_documents(plan)
+        final = {c.position: reviewed.get(c.position, chapters[c.position]) for c in written}
+        entries = [
+            {
+                "number": c.number,
+                "name": c.abstraction.name,
+                "chapter_title": final[c.position].title,
+                "tutorial_title": layout.tutorial_title(c.abstraction.name),
+            }
+            for c in written
+        ]
+        chapter_list = "\n".join(
+            f"{e['number']}. {e['chapter_title']}; its tutorial: {e['tutorial_title']}"
+            for e in entries
         )
-        path = f"{layout.TUTORIALS_DIR}/{layout.TUTORIAL_INDEX_FILE}"
-        context = MarkdownContext(self.p.tree, path, _known_documents(plan))
 
-        async def ask(meter: Meter) -> MarkdownAnswer:
-            valid = await self.asker.ask(
+        async def teach(chapter: Chapter, meter: Meter) -> MarkdownAnswer:
+            markdown = final[chapter.position].text
+            title = layout.tutorial_title(chapter.abstraction.name)
+            related = [
+                r
+                for r in relationships.relationships
+                if chapter.abstraction_id in (r.from_abstraction, r.to_abstraction)
+            ]
+            inputs = {
+                "page": "tutorial",
+                "position": chapter.position,
+                "abstraction_id": chapter.abstraction_id,
+                "abstraction": chapter.abstraction.model_dump(),
+                "title": title,
+                "chapter_title": final[chapter.position].title,
+                "chapter_markdown": markdown,
+                "chapters": entries,
+                "related": [r.model_dump() for r in related],
+                "abstraction_names": [a.name for a in abstractions],
+            }
+            prompt = fondation_prompts.render(
                 "tutorial",
+                **self.common,
+                chapter_number=str(chapter.number),
+                abstraction_name=chapter.abstraction.name,
+                abstraction_description=chapter.abstraction.description,
+                abstraction_files=_bullets(chapter.abstraction.file_paths),
+                chapter_list=chapter_list,
+                chapter_markdown=markdown,
+                tutorial_title=title,
+            )
+            path = f"{layout.TUTORIALS_DIR}/{chapter.tutorial_file}"
+            valid = await self._ask_markdown(
+                "tutorial",
+                chapter,
                 prompt=prompt,
                 inputs=inputs,
-                validate=lambda text: validate_markdown(text, context),
+                path=path,
+                known=known,
                 meter=meter,
-                on_retry=self._retry_notice("tutorial"),
+                title=title,
+                hands_on=True,
             )
             self._write_text(path, valid.value.text)
             return valid.value
 
-        await self._step("tutorial", ask, finished=lambda value: f"index: {value.title}")
+        async def overview(meter: Meter) -> MarkdownAnswer:
+            inputs = {
+                "page": "overview",
+                "project_name": self.p.project_name,
+                "summary": relationships.summary,
+                "abstractions": [a.model_dump() for a in abstractions],
+                "relationships": [r.model_dump() for r in relationships.relationships],
+                "chapters": entries,
+            }
+            prompt = fondation_prompts.render(
+                "overview",
+                **self.common,
+                summary=relationships.summary or "(no summary available)",
+                abstractions=_abstraction_list(abstractions),
+                relationships=_relationship_list(relationships.relationships, abstractions)
+                or "(none recorded)",
+                chapter_list=chapter_list,
+            )
+            path = f"{layout.TUTORIALS_DIR}/{layout.TUTORIAL_INDEX_FILE}"
+            context = MarkdownContext(self.p.tree, path, known, portable_links=True)
+            async with self.semaphore:
+                valid = await self.asker.ask(
+                    "tutorial",
+                    prompt=prompt,
+                    inputs=inputs,
+                    validate=lambda text: validate_markdown(text, context),
+                    meter=meter,
+                    on_retry=self._retry_notice("tutorial"),
+                    what="overview",
+                )
+            self._write_text(path, valid.value.text)
+            return valid.value
+
+        await self._per_chapter("tutorial", written, teach, overview=overview)
 
     # Shared ----------------------------------------------------------------
 
@@ -480,12 +542,16 @@ class _Run:
         step: str,
         plan: Sequence[Chapter],
         work: Callable[[Chapter, Meter], Awaitable[MarkdownAnswer]],
+        *,
+        overview: Callable[[Meter], Awaitable[MarkdownAnswer]] | None = None,
     ) -> dict[int, MarkdownAnswer]:
-        """Run `work` for each chapter concurrently (bounded); collect the valid ones."""
+        """Run `work` for each chapter concurrently (bounded), and `overview` beside
+        them when given; collect the valid chapters' answers."""
         meter = Meter(step)
         await self.p.sink(make_event(step, StepState.STARTED, f"{len(plan)} chapters"))
         done: dict[int, MarkdownAnswer] = {}
         failures: list[StepFailed] = []
+        overview_written = False
 
         async def one(chapter: Chapter) -> None:
             try:
@@ -493,13 +559,25 @@ class _Run:
             except StepFailed as failure:
                 failures.append(failure)
 
+        async def front(write: Callable[[Meter], Awaitable[MarkdownAnswer]]) -> None:
+            nonlocal overview_written
+            try:
+                await write(meter)
+                overview_written = True
+            except StepFailed as failure:
+                failures.append(failure)
+
         async with asyncio.TaskGroup() as group:
+            if overview is not None:
+                group.create_task(front(overview))
             for chapter in plan:
                 group.create_task(one(chapter))
         self.result.steps.append(meter.usage())
         for failure in failures:
             self._fail(step, failure)
         message = f"{len(done)} of {len(plan)} chapters"
+        if overview_written:
+            message += " and the overview"
         if failures:
             message += f"; failed: {', '.join(f.what for f in failures)}"
         if plan and not done:
@@ -518,8 +596,19 @@ class _Run:
         path: str,
         known: frozenset[str],
         meter: Meter,
+        title: str = "",
+        hands_on: bool = False,
     ) -> Valid[MarkdownAnswer]:
-        context = MarkdownContext(self.p.tree, path, known)
+        """One chapter's document; a tutorial (`hands_on`) must have `title` and is
+        read in Fondation's UI, so links only to a heading or a URL."""
+        context = MarkdownContext(
+            self.p.tree,
+            path,
+            known,
+            title=title,
+            hands_on=hands_on,
+            portable_links=hands_on,
+        )
         async with self.semaphore:
             return await self.asker.ask(
                 step,
@@ -577,6 +666,7 @@ def _known_documents(plan: list[Chapter]) -> frozenset[str]:
     for chapter in plan:
         files.add(f"{layout.CHAPTERS_DIR}/{chapter.file_name}")
         files.add(f"{layout.REVIEWED_DIR}/{chapter.file_name}")
+        files.add(f"{layout.TUTORIALS_DIR}/{chapter.tutorial_file}")
     return frozenset(files)
 
 

@@ -42,6 +42,7 @@ _INLINE_CODE = re.compile(r"(?P<ticks>`+)(?P<code>.+?)(?P=ticks)")
 _HEADING = re.compile(r"^#[ \t]+(?P<title>.+?)[ \t#]*$")
 _LINK = re.compile(r"\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _CITATION = re.compile(r"^(?P<path>[\w./-]+):(?P<start>\d+)(?:-(?P<end>\d+))?$")
+_PORTABLE_LINK = re.compile(r"^(?:#|https?://|mailto:)", re.IGNORECASE)
 # fmt: off
 _CITED_EXTENSIONS = frozenset({
     "py", "pyi", "js", "jsx", "ts", "tsx", "mjs", "cjs", "go", "rs", "java", "kt", "kts",
@@ -147,6 +148,13 @@ class MarkdownContext:
     known_documents: frozenset[str]
     """Every document of the course, relative to the output directory; a
     relative `.md` link must point at one of them."""
+    title: str = ""
+    """When set, the `# ` heading the document must have, exactly."""
+    hands_on: bool = False
+    """A tutorial: it must give a scaffold (a code block) and cite the code."""
+    portable_links: bool = False
+    """Read inside Fondation's UI, which resolves no link between documents: only
+    links to a heading (`#...`) or to a full URL are allowed."""
 
 
 # Steps 1-3 ------------------------------------------------------------------
@@ -237,7 +245,7 @@ def parse_yaml(text: str) -> Any:
 
 
 def validate_markdown(text: str, context: MarkdownContext) -> MarkdownAnswer:
-    """Check a chapter, a review or the tutorial index, and return it
+    """Check a chapter, a review, a tutorial or the overview page, and return it
     neutralised (`safety`): raw HTML, unsafe links, Mermaid clicks and
     directives and control characters never reach the course."""
     unwrapped = _MARKDOWN_FENCE.match(text.strip())
@@ -249,15 +257,24 @@ def validate_markdown(text: str, context: MarkdownContext) -> MarkdownAnswer:
     title = next((m.group("title") for _, line in prose if (m := _HEADING.match(line))), None)
     if title is None:
         problems.append("the document has no `# ` title heading")
+    elif context.title and title != context.title:
+        problems.append(f"the title heading is `# {title}`; it must be `# {context.title}`")
+    cited = 0
     for line_number, line in prose:
         spans = [m.group("code") for m in _INLINE_CODE.finditer(line)]
         text_only = _INLINE_CODE.sub(" ", line)
         problems.extend(_placeholders(text_only, f"line {line_number}"))
         problems.extend(_citations_problems(context.tree, spans))
         problems.extend(_link_problems(text_only, context))
+        cited += sum(1 for span in spans if _is_citation(context.tree, span))
     for info, source in code_blocks:
         if info == "mermaid":
             problems.extend(f"mermaid diagram: {p}" for p in check_mermaid(source))
+    if context.hands_on:
+        if not [info for info, _ in code_blocks if info != "mermaid"]:
+            problems.append("the tutorial gives no scaffold: add a code block to complete")
+        if not cited:
+            problems.append("the tutorial cites no code: point at it as `path:line`")
     _raise_if(problems)
     assert title is not None
     return MarkdownAnswer(title=one_line(title), text=neutralise_markdown(body))
@@ -296,6 +313,16 @@ def _citations_problems(tree: SourceTree, spans: list[str]) -> Iterator[str]:
             yield f"citation {problem}"
 
 
+def _is_citation(tree: SourceTree, span: str) -> bool:
+    """A `path:line` span that points at existing code."""
+    citation = _CITATION.match(span.strip())
+    return (
+        citation is not None
+        and _looks_like_a_path(tree, citation.group("path"))
+        and _citation_problem(tree, citation) is None
+    )
+
+
 def _looks_like_a_path(tree: SourceTree, path: str) -> bool:
     """`a/b.py:3` and `setup.py:3` are citations; `localhost:8080` and `example.com:443` are not."""
     extension = path.rsplit(".", 1)[-1].lower() if "." in path else ""
@@ -310,6 +337,13 @@ def _citation_problem(tree: SourceTree, citation: re.Match[str]) -> str | None:
 
 def _link_problems(line: str, context: MarkdownContext) -> Iterator[str]:
     for match in _LINK.finditer(line):
+        if context.portable_links and not _PORTABLE_LINK.match(match.group("target")):
+            yield (
+                f"link `{match.group('target')}` would not work where the course is read: "
+                "name the document by its title instead, or link to a heading (`#...`) "
+                "or a full URL"
+            )
+            continue
         target = match.group("target").split("#", 1)[0]
         if not target.endswith(".md") or "://" in target or target.startswith("/"):
             continue

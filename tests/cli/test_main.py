@@ -47,10 +47,10 @@ def test_analyze_then_course_parse_with_the_console_script(tmp_path: Path) -> No
     assert analyze.returncode == 0, analyze.stderr
     out = tmp_path / ".claude-tutorial-output"
     assert sorted(p.name for p in out.iterdir()) == LAYOUT
-    assert len(list((out / "chapters").glob("*.md"))) == 6
+    assert len(list((out / "chapters").glob("*.md"))) == 7
     lines = analyze.stdout.splitlines()
     assert lines[0] == "[1/6 abstractions] started: 8 source files"  # plain lines: not a TTY
-    assert "course: 16 documents (6 chapters), 0 problems reported; 0 LLM calls" in lines
+    assert "course: 25 documents (7 chapters), 0 problems reported; 0 LLM calls" in lines
     assert elapsed < 30
 
     parse = subprocess.run(
@@ -64,8 +64,8 @@ def test_analyze_then_course_parse_with_the_console_script(tmp_path: Path) -> No
     assert parse.returncode == 0, parse.stderr
     course = Course.model_validate_json(parse.stdout)
     assert course.commit == "a" * 40
-    assert len(course.documents) == 16
-    assert [d.chapter_index for d in course.chapters] == list(range(6))
+    assert len(course.documents) == 25
+    assert [d.chapter_index for d in course.chapters] == list(range(7))
     assert not course.partial
 
 

@@ -81,7 +81,7 @@ async def test_rerun_on_an_unchanged_commit_makes_no_backend_call(
         return backend, events
 
     first, _ = await run("first")
-    assert first.calls == 1 + 1 + 1 + 6 + 6 + 1
+    assert first.calls == 1 + 1 + 1 + 7 + 7 + (7 + 1)  # step 6: 7 tutorials, the overview
 
     second, events = await run("second")
     assert second.calls == 0
@@ -110,9 +110,9 @@ async def test_without_a_commit_the_content_is_the_key(sample_repo: Path, tmp_pa
         ).run()
         return backend.calls
 
-    assert await calls() == 16
+    assert await calls() == 25
     assert await calls() == 0
     (source / "taskq" / "retry.py").write_text(
         (source / "taskq" / "retry.py").read_text() + "\n\nJITTER = 0.1\n"
     )
-    assert await calls() == 16
+    assert await calls() == 25

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fondation_runner.codemap import CodeMap
+from fondation_runner.codemap import CodeMap, is_test
 
 
 def write(root: Path, files: dict[str, str]) -> list[str]:
@@ -78,3 +78,53 @@ def test_definitions_and_unparsable_files(tmp_path: Path) -> None:
     ]
     assert (go.kind, go.name, go.line) == ("function", "go", 15)
     assert module.line_count == 20
+
+
+def test_uses_of_imported_names_are_found_with_their_lines(tmp_path: Path) -> None:
+    files = write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/queue.py": "class Queue:\n    def put(self, item, *, block=True):\n        pass\n",
+            "pkg/util.py": "def helper(x, y=2):\n    return x\n",
+            "app.py": (
+                "import pkg.util\n"
+                "from pkg import queue as q\n"
+                "from pkg.queue import Queue\n"
+                "\n"
+                "box = Queue()\n"
+                "q.Queue().put(1)\n"
+                "pkg.util.helper(3)\n"
+                "Queue = None  # rebinding is not a use\n"
+            ),
+        },
+    )
+
+    code = CodeMap.build(tmp_path, files)
+
+    uses = [(u.line, u.target, u.name) for u in code.modules["app.py"].uses]
+    assert uses == [
+        (5, "pkg/queue.py", "Queue"),
+        (6, "pkg/queue.py", "Queue"),
+        (7, "pkg/util.py", "helper"),
+    ]
+    [queue] = code.modules["pkg/queue.py"].definitions
+    assert queue.methods[0].signature == "self, item, *, block=True"
+    assert code.modules["pkg/util.py"].definitions[0].signature == "x, y=2"
+    assert code.modules["pkg/__init__.py"].statements == 0
+    assert code.modules["app.py"].statements == 7
+
+
+def test_tests_are_told_by_their_paths() -> None:
+    verdicts = {
+        "tests/helpers.py": True,
+        "test/test_json/__init__.py": True,
+        "pkg/test_queue.py": True,
+        "pkg/queue_test.py": True,
+        "conftest.py": True,
+        "pkg/testing/fixtures.py": True,
+        "pkg/queue.py": False,
+        "pkg/contest.py": False,
+        "attest.py": False,
+    }
+    assert {path: is_test(path) for path in verdicts} == verdicts

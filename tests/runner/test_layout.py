@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fondation_runner import layout
 from fondation_runner.layout import chapter_file_name, resolve_output_dir, slugify
 
 
@@ -22,3 +23,9 @@ def test_output_dir_may_be_given_as_its_parent(tmp_path: Path) -> None:
     assert resolve_output_dir(tmp_path) == tmp_path
     (tmp_path / ".claude-tutorial-output").mkdir()
     assert resolve_output_dir(tmp_path) == tmp_path / ".claude-tutorial-output"
+
+
+def test_tutorial_files_and_titles_are_fondations() -> None:
+    assert layout.tutorial_file_name(0, "Request Router (v2)") == "tutorial_1_request_router_v2.md"
+    assert layout.tutorial_file_name(9, "日本") == "tutorial_10_chapter.md"
+    assert layout.tutorial_title("Task  Queue\n") == "Interactive Tutorial: Task Queue"

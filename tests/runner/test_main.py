@@ -61,13 +61,13 @@ async def test_a_run_reports_every_step_and_the_course(
     [body] = server.of("course")
     course = Course.model_validate(body)
     assert (course.analysis, course.commit, course.partial) == ("course-1", commit, False)
-    assert len(course.chapters) == 6
+    assert len(course.chapters) == 7
     assert len(course.usage.steps) == 6
     assert server.requests[-1].what == "course"
     output = capsys.readouterr()
     assert "[0/6 clone] cloning: " in output.out
     assert "[6/6 tutorial] finished in" in output.out
-    assert output.out.rstrip().splitlines()[-1].startswith("course: 16 documents (6 chapters)")
+    assert output.out.rstrip().splitlines()[-1].startswith("course: 25 documents (7 chapters)")
     assert TOKEN not in output.out + output.err
 
 

@@ -64,7 +64,10 @@ def test_good_output() -> None:
         (DocumentKind.CHAPTER, "reviewed-01-parser", "Reviewed: Chapter 1: Parser", 0),
         (DocumentKind.CHAPTER, "reviewed-02-evaluator", "Reviewed: Chapter 2: Evaluator", 1),
         (DocumentKind.CHAPTER, "reviewed-03-repl", "Reviewed: Chapter 3: Repl", 2),
-        (DocumentKind.TUTORIAL, "tutorial-index", "Tutorial: calc: a guided tour", 0),
+        (DocumentKind.TUTORIAL, "tutorial-01-parser", "Interactive Tutorial: Parser", 0),
+        (DocumentKind.TUTORIAL, "tutorial-02-evaluator", "Interactive Tutorial: Evaluator", 1),
+        (DocumentKind.TUTORIAL, "tutorial-03-repl", "Interactive Tutorial: Repl", 2),
+        (DocumentKind.TOC, "overview", "calc: a guided tour", -1),
     ]
     order = json.loads(by_slug(course)["step3_order"].content)
     assert [entry["index"] for entry in order["order"]] == [1, 2, 0]
@@ -93,13 +96,18 @@ def test_original_fondation_cli_output() -> None:
         ("reviewed-01-flow", "Reviewed: Chapter 1: Flow"),
         ("reviewed-03-query-processing", "Reviewed: Chapter 3: Query Processing"),
     ]
+    # Fondation numbers its tutorials by abstraction id (`tutorial_2_flow.md` is the
+    # tutorial of abstraction 2, taught first): matched by name, not by number.
     tutorials = [d for d in course.documents if d.kind is DocumentKind.TUTORIAL]
     assert [(d.slug, d.title, d.chapter_index) for d in tutorials] == [
-        ("tutorial-tutorial-1", "Tutorial: Building your first flow", 0),
-        ("tutorial-tutorial-2", "Tutorial: Custom nodes", 1),
+        ("tutorial-01-flow", "Interactive Tutorial: Flow", 0),
+        ("tutorial-03-query-processing", "Interactive Tutorial: Query Processing", 2),
     ]
-    assert course.partial  # the review of chapter 2 is missing
-    assert messages(course) == ["reviewed-chapters/: review of chapter 2 (Node) is missing"]
+    assert course.partial  # the review and the tutorial of chapter 2 are missing
+    assert messages(course) == [
+        "reviewed-chapters/: review of chapter 2 (Node) is missing",
+        "tutorials/: tutorial of chapter 2 (Node) is missing",
+    ]
 
 
 def test_chapter_10_comes_after_chapter_2() -> None:
@@ -236,7 +244,62 @@ def test_missing_chapters_empty_files_and_bad_order_entries(tmp_path: Path) -> N
         "tutorials/index.md: not valid UTF-8; undecodable bytes replaced",
     ]
     assert [d.slug for d in chapters(course)] == ["chapter-01-parser"]
-    assert by_slug(course)["tutorial-index"].title == "Tutorial: Caf\ufffd"
+    assert by_slug(course)["overview"].title == "Caf\ufffd"
+    # The tutorial of the missing chapter is still published, at its place.
+    assert by_slug(course)["tutorial-02-evaluator"].chapter_index == 1
+
+
+def test_tutorials_follow_their_chapter_and_keep_fondations_titles(tmp_path: Path) -> None:
+    shutil.copytree(OUTPUTS / "good", tmp_path, dirs_exist_ok=True)
+    tutorials = tmp_path / ".claude-tutorial-output" / "tutorials"
+    # Renumbered the way Fondation numbers them (by abstraction id: Repl is 0), one
+    # with a heading of its own.
+    (tutorials / "tutorial_3_repl.md").rename(tutorials / "tutorial_0_repl.md")
+    (tutorials / "tutorial_1_parser.md").write_text("# Practising the parser\n\nGo.\n")
+
+    course = parse_output(tmp_path)
+
+    assert course.errors == []
+    assert [
+        (d.slug, d.title, d.chapter_index, d.source_path)
+        for d in course.documents
+        if d.kind is DocumentKind.TUTORIAL
+    ] == [
+        (
+            "tutorial-01-parser",
+            "Tutorial: Practising the parser",
+            0,
+            "tutorials/tutorial_1_parser.md",
+        ),
+        (
+            "tutorial-02-evaluator",
+            "Interactive Tutorial: Evaluator",
+            1,
+            "tutorials/tutorial_2_evaluator.md",
+        ),
+        ("tutorial-03-repl", "Interactive Tutorial: Repl", 2, "tutorials/tutorial_0_repl.md"),
+    ]
+
+
+def test_a_course_with_only_an_index_is_not_missing_tutorials() -> None:
+    """A course laid out before per-chapter tutorials: its index is the overview."""
+    course = parse_output(OUTPUTS / "duplicate-reviewed")
+
+    assert not course.partial
+    assert [d.kind for d in course.documents if d.kind is not DocumentKind.CHAPTER][-1] == (
+        DocumentKind.TOC
+    )
+    assert not [d for d in course.documents if d.kind is DocumentKind.TUTORIAL]
+
+
+def test_a_chapter_without_its_tutorial_is_reported(tmp_path: Path) -> None:
+    shutil.copytree(OUTPUTS / "good", tmp_path, dirs_exist_ok=True)
+    (tmp_path / ".claude-tutorial-output" / "tutorials" / "tutorial_2_evaluator.md").unlink()
+
+    course = parse_output(tmp_path)
+
+    assert course.partial
+    assert messages(course) == ["tutorials/: tutorial of chapter 2 (Evaluator) is missing"]
 
 
 # Hostile output directories ---------------------------------------------------

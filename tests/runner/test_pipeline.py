@@ -55,10 +55,20 @@ def review(request: StepRequest) -> str:
 
 
 def tutorial(request: StepRequest) -> str:
-    links = "".join(
-        f"{c['number']}. [{c['title']}]({c['link']})\n" for c in request.inputs["chapters"]
+    """Step 6: a chapter's tutorial, or the overview (`page`), from the inputs."""
+    if request.inputs["page"] == "overview":
+        listed = "".join(
+            f"{c['number']}. **{c['chapter_title']}**, then **{c['tutorial_title']}**\n"
+            for c in request.inputs["chapters"]
+        )
+        return f"# The course\n\n{listed}"
+    abstraction = request.inputs["abstraction"]
+    return (
+        f"# {request.inputs['title']}\n\n"
+        f"Practise **{request.inputs['chapter_title']}**: start at "
+        f"`{abstraction['file_paths'][0]}:1`.\n\n"
+        "```python\nimport taskq\n```\n"
     )
-    return f"# The course\n\n{links}"
 
 
 def scripts(**overrides: object) -> dict[str, object]:
@@ -109,20 +119,30 @@ async def test_writes_fondations_layout_in_step3_order(tmp_path: Path) -> None:
         "step2_relationships.yaml",
         "step3_order.yaml",
         "tutorials/index.md",
+        "tutorials/tutorial_1_models.md",
+        "tutorials/tutorial_2_queue.md",
+        "tutorials/tutorial_3_worker.md",
     ]
     assert yaml.safe_load((out / "step1_abstractions.yaml").read_text())[1]["name"] == "Worker"
     assert (out / "chapters/02_queue.md").read_text().startswith("# Chapter 2: Queue")
     assert (
-        "[Chapter 1: Models](../reviewed-chapters/01_models.md)"
+        "1. **Chapter 1: Models**, then **Interactive Tutorial: Models**"
         in (out / "tutorials/index.md").read_text()
     )
+    tutorial_2 = (out / "tutorials/tutorial_2_queue.md").read_text()
+    assert tutorial_2.startswith("# Interactive Tutorial: Queue\n")
+    # Each tutorial practises the reviewed text of its chapter.
+    [queue] = [r for r in backend.calls("tutorial") if r.inputs.get("position") == 1]
+    assert queue.inputs["chapter_markdown"].endswith("Checked.\n")
+    assert "## The chapter it practises" in queue.prompt
     # One started and one finished event per step, in order, with usage.
     started = [e.step_name for e in events.events if e.state.value == "started"]
     assert started == list(STEP_NAMES)
     finished = [e for e in events.events if e.state.value == "finished"]
     assert [e.step for e in finished] == [1, 2, 3, 4, 5, 6]
-    assert [e.usage.llm_calls for e in finished if e.usage] == [1, 1, 1, 3, 3, 1]
-    assert result.usage.llm_calls == 10
+    assert [e.usage.llm_calls for e in finished if e.usage] == [1, 1, 1, 3, 3, 4]
+    assert finished[-1].message == "3 of 3 chapters and the overview"
+    assert result.usage.llm_calls == 13
 
 
 async def test_refused_answer_is_retried_with_the_problem_in_the_prompt(tmp_path: Path) -> None:
@@ -178,7 +198,9 @@ async def test_failed_order_falls_back_to_the_abstractions_order(tmp_path: Path)
     ]
 
 
-async def test_a_failed_chapter_is_left_out_of_review_and_index(tmp_path: Path) -> None:
+async def test_a_failed_chapter_is_left_out_of_review_tutorials_and_overview(
+    tmp_path: Path,
+) -> None:
     def chapter_with_a_bad_citation(request: StepRequest) -> str:
         text = chapter(request)
         if request.inputs["abstraction"]["name"] == "Worker":
@@ -200,7 +222,9 @@ async def test_a_failed_chapter_is_left_out_of_review_and_index(tmp_path: Path) 
         "01_models.md",
         "02_queue.md",
     }
-    assert "03_worker" not in (result.output_dir / "tutorials/index.md").read_text()
+    assert {r.inputs.get("position") for r in backend.calls("tutorial")} == {0, 1, None}
+    assert "Worker" not in (result.output_dir / "tutorials/index.md").read_text()
+    assert not (result.output_dir / "tutorials/tutorial_3_worker.md").exists()
     finished = [e for e in events.events if e.step_name == "chapters"][-1]
     assert finished.state.value == "finished"
     assert finished.message == "2 of 3 chapters; failed: chapter 3 (Worker)"
@@ -326,3 +350,41 @@ async def test_a_hostile_model_answer_is_neutralised_before_publishing(tmp_path:
             assert hostile not in text, hostile
         assert not {"\x00", "\x1b", "\u202e"} & set(text)
     assert "graph TD" in written[0] and "&lt;script>" in written[0]
+
+
+async def test_tutorials_are_checked_like_chapters_and_the_overview_may_fail_alone(
+    tmp_path: Path,
+) -> None:
+    """A tutorial that links to a file is asked again with why; an overview that never
+    validates is reported and costs the course nothing else."""
+
+    def step6(request: StepRequest) -> str:
+        if request.inputs["page"] == "overview":
+            return "# The course\n\nStart with [the first chapter](../chapters/01_models.md).\n"
+        text = tutorial(request)
+        if request.inputs["position"] == 0 and request.attempt == 1:
+            text += "\nRead [the chapter](../chapters/01_models.md) again.\n"
+        return text
+
+    backend = ScriptedBackend(scripts(tutorial=step6))  # type: ignore[arg-type]
+    events = EventLog()
+
+    result = await pipeline(backend, tmp_path, events, max_attempts=2).run()
+
+    first = [r for r in backend.calls("tutorial") if r.inputs.get("position") == 0]
+    assert [r.attempt for r in first] == [1, 2]
+    assert "would not work where the course is read" in first[1].prompt
+    assert result.partial
+    [error] = result.errors
+    assert error.step == "tutorial"
+    assert error.message.startswith("overview: no valid answer after 2 attempts")
+    out = result.output_dir / "tutorials"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "tutorial_1_models.md",
+        "tutorial_2_queue.md",
+        "tutorial_3_worker.md",
+    ]
+    assert events.states("tutorial") == ["started", "retrying", "retrying", "finished"]
+    assert [e.message for e in events.events if e.state.value == "finished"][-1] == (
+        "3 of 3 chapters; failed: overview"
+    )

@@ -8,8 +8,10 @@ the list of chapters, the feedback of a refused attempt), the way a model
 would. Two pipeline runs are shared by the tests:
 
 - a good run: every step first reads the clone with Read/Glob/Grep through
-  `tool_use`, then answers well; the course is complete. It is then run again
-  on the same commit with the step cache, which must not reach the model.
+  `tool_use`, then answers well; the course is complete, step 6 included (a
+  hands-on tutorial per chapter and the overview page, as Fondation delivers
+  them). It is then run again on the same commit with the step cache, which
+  must not reach the model.
 - a bad run, where each kind of bad answer appears once: malformed YAML
   (abstractions, fixed on retry), an unknown id (relationships, never fixed),
   a missing id (order, fixed), a leftover placeholder (chapter 1, fixed), a
@@ -18,8 +20,8 @@ would. Two pipeline runs are shared by the tests:
   in the next attempt's prompt, and the steps never fixed must leave a
   partial course that names them.
 
-Each CLI run costs about half a second, so the runs are few: 8 for the good
-run, 13 for the bad one, none for the re-run.
+Each CLI run costs about half a second, so the runs are few: 10 for the good
+run, 14 for the bad one, none for the re-run.
 """
 
 from __future__ import annotations
@@ -65,9 +67,12 @@ MARKERS: dict[str, str] = {
     "order": "Choose the order in which the course presents the abstractions",
     "chapters": "## This chapter: ",
     "review": "## The chapter as written",
-    "tutorial": "Write the course's index page",
+    "tutorial": "## The chapter it practises",
+    "overview": "The course, in reading order: each chapter, then the hands-on tutorial",
 }
-"""A phrase found in one step's prompt template and in no other."""
+"""A phrase found in one step's prompt template and in no other (step 6 has two:
+a chapter's tutorial and the overview page)."""
+SCRIPTS: tuple[str, ...] = tuple(MARKERS)
 
 REJECTED = "## Your previous answer was rejected"
 _ATTEMPT = re.compile(r"Attempt (?P<n>\d+) was checked and refused")
@@ -175,9 +180,38 @@ def reviewed_text(prompt: str) -> str:
     return chapter_text(number, name, chapter_list(prompt)) + "\nChecked against the code.\n"
 
 
+def tutorial_subject(prompt: str) -> tuple[int, str, str]:
+    """(chapter number, abstraction name, required heading) of a tutorial prompt."""
+    number = re.search(r"goes with chapter (\d+) of", prompt)
+    name = re.search(r"^## This tutorial: (.+)$", prompt, re.MULTILINE)
+    heading = re.search(r"Start with exactly this heading: `# (.+)`\.", prompt)
+    assert number and name and heading, "not a tutorial prompt"
+    return int(number.group(1)), name.group(1), heading.group(1)
+
+
 def tutorial_answer(prompt: str) -> str:
-    entries = re.findall(r"^(\d+)\. (.+): `(\.\./[\w-]+/[\w.-]+\.md)`$", prompt, re.MULTILINE)
-    links = "".join(f"{n}. [{title}]({link}): one part of taskq.\n" for n, title, link in entries)
+    number, name, heading = tutorial_subject(prompt)
+    return (
+        f"# {heading}\n\n"
+        f"Practise **Chapter {number}: {name}**. Start at `{CITATIONS[name]}`.\n\n"
+        "```python\n"
+        "from taskq.queue import TaskQueue  # complete the scaffold\n"
+        "```\n\n"
+        "Check it with `python -m pytest`.\n"
+    )
+
+
+def overview_entries(prompt: str) -> list[tuple[int, str, str]]:
+    """The `N. <chapter title>; its tutorial: <tutorial title>` lines of a step-6 prompt."""
+    pattern = re.compile(r"^(\d+)\. (.+?); its tutorial: (.+)$", re.MULTILINE)
+    return [(int(n), chapter, tutorial) for n, chapter, tutorial in pattern.findall(prompt)]
+
+
+def overview_answer(prompt: str) -> str:
+    path = "".join(
+        f"{n}. **{chapter}**, then **{tutorial}**.\n"
+        for n, chapter, tutorial in overview_entries(prompt)
+    )
     return (
         "# Learning taskq\n\n"
         "taskq queues named tasks and retries the ones that fail; see `taskq/queue.py:14`.\n\n"
@@ -186,7 +220,7 @@ def tutorial_answer(prompt: str) -> str:
         '  A0["Task Queue"]\n'
         '  A1["Worker"] -->|claims tasks from| A0\n'
         "```\n\n"
-        f"{links}"
+        f"{path}"
     )
 
 
@@ -209,6 +243,7 @@ def good_answers() -> dict[str, Answerer]:
         "chapters": lambda p: chapter_text(*chapter_subject(p), chapter_list(p)),
         "review": reviewed_text,
         "tutorial": tutorial_answer,
+        "overview": overview_answer,
     }
 
 
@@ -264,7 +299,8 @@ def reading_tools(clone: Path) -> dict[str, Tools]:
         "order": lambda _prompt: [call("Read", file_path=str(clone / "README.md"))],
         "chapters": lambda p: [call("Read", file_path=str(clone / files_of(p)[0]))],
         "review": lambda p: [call("Read", file_path=str(clone / files_of(p)[0]))],
-        "tutorial": lambda _prompt: [call("Glob", pattern="**/*.md", path=str(clone))],
+        "tutorial": lambda p: [call("Read", file_path=str(clone / files_of(p)[0]))],
+        "overview": lambda _prompt: [call("Glob", pattern="**/*.md", path=str(clone))],
     }
 
 
@@ -280,7 +316,7 @@ def step_scripts(answers: dict[str, Answerer], tools: dict[str, Tools] | None) -
 
         return Script(name=step, marker=MARKERS[step], responder=respond)
 
-    return [script(step) for step in STEP_NAMES]
+    return [script(step) for step in SCRIPTS]
 
 
 # -- the runs ----------------------------------------------------------------------
@@ -295,12 +331,17 @@ class PipelineRun:
     clone: Path
     output: Path
 
-    def conversation(self, step: str | None = None) -> list[RecordedRequest]:
+    def conversation(self, script: str | None = None) -> list[RecordedRequest]:
         return [
             r
             for r in self.requests
-            if r.kind == "conversation" and (step is None or r.script == step)
+            if r.kind == "conversation" and (script is None or r.script == script)
         ]
+
+    def step_conversation(self, step: str) -> list[RecordedRequest]:
+        """A step's requests: step 6 is its tutorials and the overview."""
+        scripts = (step, "overview") if step == "tutorial" else (step,)
+        return [r for script in scripts for r in self.conversation(script)]
 
     def first_prompts(self, step: str) -> list[str]:
         """The prompt of each attempt (each CLI session) of a step, in order."""
@@ -433,11 +474,21 @@ async def test_the_course_is_complete_in_step3_order(good: GoodRuns) -> None:
     )
     assert [d.title for d in reviewed] == [f"Reviewed: {t}" for t in expected]
     kinds = sorted(d.kind.value for d in course.documents)
-    assert kinds == ["chapter"] * 4 + ["tutorial"] + ["yaml"] * 3
-    (tutorial,) = [d for d in course.documents if d.kind is DocumentKind.TUTORIAL]
-    assert tutorial.title == "Tutorial: Learning taskq"
-    links = re.findall(r"\]\((\.\./reviewed-chapters/[\w.-]+)\)", tutorial.content)
-    assert links == ["../reviewed-chapters/01_worker.md", "../reviewed-chapters/02_task-queue.md"]
+    assert kinds == ["chapter"] * 4 + ["toc"] + ["tutorial"] * 2 + ["yaml"] * 3
+    tutorials = [d for d in course.documents if d.kind is DocumentKind.TUTORIAL]
+    assert [(d.chapter_index, d.title) for d in tutorials] == [
+        (0, "Interactive Tutorial: Worker"),
+        (1, "Interactive Tutorial: Task Queue"),
+    ]
+    # Each tutorial was asked with the reviewed text of its chapter.
+    for prompt in good.first.first_prompts("tutorial"):
+        number, name, _ = tutorial_subject(prompt)
+        assert f"# Chapter {number}: {name}" in prompt
+        assert "Checked against the code." in prompt
+    (overview,) = [d for d in course.documents if d.kind is DocumentKind.TOC]
+    assert overview.title == "Learning taskq"
+    assert "1. **Chapter 1: Worker**, then **Interactive Tutorial: Worker**." in overview.content
+    assert "](" not in overview.content
 
 
 async def test_the_output_directory_has_fondations_layout(good: GoodRuns) -> None:
@@ -450,6 +501,8 @@ async def test_the_output_directory_has_fondations_layout(good: GoodRuns) -> Non
         "step2_relationships.yaml",
         "step3_order.yaml",
         "tutorials/index.md",
+        "tutorials/tutorial_1_worker.md",
+        "tutorials/tutorial_2_task_queue.md",
     ]
     out = layout.output_dir(good.first.output)
     assert yaml.safe_load((out / "step1_abstractions.yaml").read_text()) == ABSTRACTIONS
@@ -467,14 +520,14 @@ async def test_every_citation_of_the_course_exists_in_the_clone(good: GoodRuns) 
             lines = (good.first.clone / match["path"]).read_text().splitlines()
             assert 1 <= int(match["start"]) <= int(match["end"] or match["start"]) <= len(lines)
             found += 1
-    assert found == 5  # one per chapter and review, one in the index
+    assert found == 7  # one per chapter, review and tutorial, one in the overview
 
 
 async def test_every_step_read_the_clone_before_answering(good: GoodRuns) -> None:
     run = good.first
-    for step in STEP_NAMES:
+    for step in SCRIPTS:
         sessions = {r.session_id for r in run.conversation(step)}
-        expected_sessions = 2 if step in ("chapters", "review") else 1
+        expected_sessions = 2 if step in ("chapters", "review", "tutorial") else 1
         assert len(sessions) == expected_sessions, step
         answers = sorted((r.session_id, r.turn, r.answer) for r in run.conversation(step))
         assert [(turn, answer.split(":")[0]) for _, turn, answer in answers] == [
@@ -503,7 +556,7 @@ async def test_usage_and_cost_are_recorded_per_step(good: GoodRuns) -> None:
     usage = good.first.course.usage
     assert [s.step for s in usage.steps] == list(STEP_NAMES)
     for step_usage in usage.steps:
-        served = [r.usage for r in good.first.conversation(step_usage.step)]
+        served = [r.usage for r in good.first.step_conversation(step_usage.step)]
         assert all(u is not None for u in served)
         assert step_usage.llm_calls == len(served) > 0
         assert step_usage.input_tokens == sum(u.input_tokens for u in served if u)
@@ -512,11 +565,11 @@ async def test_usage_and_cost_are_recorded_per_step(good: GoodRuns) -> None:
             step_usage.input_tokens * PRICE_IN + step_usage.output_tokens * PRICE_OUT, rel=1e-3
         )
         assert not step_usage.cached
-    assert usage.llm_calls == len(good.first.conversation()) == 16
+    assert usage.llm_calls == len(good.first.conversation()) == 20
     assert usage.cost_usd == pytest.approx(sum(s.cost_usd for s in usage.steps))
     finished = [e for e in good.first.events.events if e.state.value == "finished"]
     assert [e.step_name for e in finished] == list(STEP_NAMES)
-    assert [e.usage.llm_calls if e.usage else 0 for e in finished] == [2, 2, 2, 4, 4, 2]
+    assert [e.usage.llm_calls if e.usage else 0 for e in finished] == [2, 2, 2, 4, 4, 6]
 
 
 async def test_a_rerun_on_the_same_commit_asks_nothing(good: GoodRuns) -> None:
@@ -613,23 +666,26 @@ async def test_answers_never_fixed_leave_a_partial_course(bad: PipelineRun) -> N
         "step1_abstractions.yaml",
         "step3_order.yaml",
         "tutorials/index.md",
+        "tutorials/tutorial_1_worker.md",
     ]
     assert [(d.chapter_index, d.title) for d in course.chapters] == [(0, "Chapter 1: Worker")]
     (tutorial,) = [d for d in course.documents if d.kind is DocumentKind.TUTORIAL]
-    assert "02_task-queue" not in tutorial.content
+    assert tutorial.title == "Interactive Tutorial: Worker"
+    (overview,) = [d for d in course.documents if d.kind is DocumentKind.TOC]
+    assert "Interactive Tutorial: Task Queue" not in overview.content
     # The parser names the missing files as well.
     missing = {e.path for e in course.errors if e.path}
     assert "step2_relationships.yaml" in missing
     # Every attempt was paid for and counted, refused or not.
     calls = {s.step: s.llm_calls for s in course.usage.steps}
-    assert calls == {step: len(bad.conversation(step)) for step in STEP_NAMES}
+    assert calls == {step: len(bad.step_conversation(step)) for step in STEP_NAMES}
     assert calls == {
         "abstractions": 2,
         "relationships": 2,
         "order": 2,
         "chapters": 4,
         "review": 2,
-        "tutorial": 1,
+        "tutorial": 2,  # the tutorial of the one chapter written, and the overview
     }
     assert all(s.cost_usd > 0 for s in course.usage.steps)
 
@@ -647,5 +703,5 @@ async def test_only_read_glob_grep_are_offered_and_only_the_fake_is_reached(
         for request in run.requests:
             assert sorted(request.tools) == sorted(READ_ONLY_TOOLS), request.tools
             assert request.model == MODEL
-            assert request.script in STEP_NAMES  # no conversation fell to the default
+            assert request.script in SCRIPTS  # no conversation fell to the default
         assert run.proxy_attempts == []

@@ -268,3 +268,90 @@ def test_problem_lists_are_capped(tree: SourceTree) -> None:
     problems = problems_of(lambda: validate_markdown(text, context(tree)))
     assert len(problems) == 21
     assert problems[-1] == "...and 10 more problems"
+
+
+# Step 6: tutorials and the overview -------------------------------------------------
+
+TUTORIAL = """\
+# Interactive Tutorial: Router
+
+Practise **Chapter 1: Router**: read `app/router.py:1-10`, then see [below](#check-it).
+
+```python
+from app.router import route  # complete the call
+```
+
+## Check it
+
+Run `python -m pytest`; see [pytest](https://docs.pytest.org/).
+"""
+
+
+def tutorial_context(tree: SourceTree) -> MarkdownContext:
+    return MarkdownContext(
+        tree=tree,
+        document_path="tutorials/tutorial_1_router.md",
+        known_documents=frozenset({"chapters/01_router.md", "tutorials/index.md"}),
+        title="Interactive Tutorial: Router",
+        hands_on=True,
+        portable_links=True,
+    )
+
+
+def test_a_good_tutorial_passes(tree: SourceTree) -> None:
+    answer = validate_markdown(TUTORIAL, tutorial_context(tree))
+    assert answer.title == "Interactive Tutorial: Router"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            ("# Interactive Tutorial: Router", "# Tutorial: the router"),
+            "the title heading is `# Tutorial: the router`; "
+            "it must be `# Interactive Tutorial: Router`",
+        ),
+        (
+            ("```python\nfrom app.router import route  # complete the call\n```\n", ""),
+            "the tutorial gives no scaffold: add a code block to complete",
+        ),
+        (
+            ("read `app/router.py:1-10`", "read the router"),
+            "the tutorial cites no code: point at it as `path:line`",
+        ),
+        (
+            ("[below](#check-it)", "[the chapter](../chapters/01_router.md)"),
+            "link `../chapters/01_router.md` would not work where the course is read: "
+            "name the document by its title instead, or link to a heading (`#...`) or a full URL",
+        ),
+    ],
+)
+def test_bad_tutorials_are_refused(tree: SourceTree, change: tuple[str, str], problem: str) -> None:
+    old, new = change
+    assert old in TUTORIAL
+    problems = problems_of(
+        lambda: validate_markdown(TUTORIAL.replace(old, new, 1), tutorial_context(tree))
+    )
+    assert problems == [problem]
+
+
+def test_a_mermaid_block_is_no_scaffold_and_a_bad_citation_is_no_citation(
+    tree: SourceTree,
+) -> None:
+    text = '# Interactive Tutorial: Router\n\n```mermaid\nflowchart LR\n    A["a"]\n```\n'
+    problems = problems_of(lambda: validate_markdown(text, tutorial_context(tree)))
+    assert "the tutorial gives no scaffold: add a code block to complete" in problems
+    broken = TUTORIAL.replace("`app/router.py:1-10`", "`app/router.py:1-99`")
+    problems = problems_of(lambda: validate_markdown(broken, tutorial_context(tree)))
+    assert "the tutorial cites no code: point at it as `path:line`" in problems
+
+
+def test_relative_links_stay_allowed_in_chapters(tree: SourceTree) -> None:
+    """Only documents read in Fondation's UI refuse them; chapters keep theirs."""
+    validate_markdown(CHAPTER, context(tree))
+    overview = MarkdownContext(tree, "tutorials/index.md", frozenset(), portable_links=True)
+    problems = problems_of(lambda: validate_markdown(CHAPTER, overview))
+    assert [p.split(" would")[0] for p in problems] == [
+        "link `02_views.md`",
+        "link `../tutorials/index.md#top`",
+    ]
