@@ -344,10 +344,13 @@ class _Reader:
 
     def _overview(self) -> None:
         relative = f"{layout.TUTORIALS_DIR}/{layout.TUTORIAL_INDEX_FILE}"
-        if not (self.out / relative).is_file():
-            return  # Fondation's original CLI writes none: not a gap
+        path = self.out / relative
+        if path.is_symlink() or not path.is_file():
+            return  # Fondation's original CLI writes none: not a gap (a link is reported)
         self.unclaimed.discard(relative)
         content = self._text(relative, "tutorial")
+        if content is None:
+            return
         if not content.strip():
             self._missing(relative, "tutorial", "empty file")
             return
