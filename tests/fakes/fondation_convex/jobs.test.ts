@@ -19,6 +19,42 @@ describe("getJob and getById", () => {
   });
 });
 
+describe("getJobByRepository", () => {
+  test("returns the repository's newest job", async () => {
+    const t = newFondation();
+    const { jobId, repositoryId } = await seedJob(t);
+    await seedJob(t, { fullName: "other/repo" });
+    expect((await t.query(api.jobs.getJobByRepository, { repositoryId }))?._id).toBe(jobId);
+    const { jobId: newer } = await t.mutation(api.jobs.regenerate, { jobId });
+    expect((await t.query(api.jobs.getJobByRepository, { repositoryId }))?._id).toBe(newer);
+  });
+});
+
+describe("updateStatus", () => {
+  test("needs the callback token, and then writes over anything", async () => {
+    const t = newFondation();
+    const { jobId } = await seedJob(t);
+    const { callbackToken } = await jobRow(t, jobId);
+    await expectError(
+      t.mutation(api.jobs.updateStatus, { jobId, status: "failed", callbackToken: "nope" }),
+      "Invalid callback token",
+    );
+    await t.mutation(api.jobs.requestCancel, { jobId });
+    expect(
+      await t.mutation(api.jobs.updateStatus, {
+        jobId,
+        status: "analyzing",
+        callbackToken,
+        progress: "Analyse du code...",
+      }),
+    ).toEqual({ success: true });
+    expect(await jobRow(t, jobId)).toMatchObject({
+      status: "analyzing",
+      progress: "Analyse du code...",
+    });
+  });
+});
+
 describe("cancel", () => {
   test("requestCancel marks the job canceled and keeps lockedBy, so heartbeats go on", async () => {
     const t = newFondation();

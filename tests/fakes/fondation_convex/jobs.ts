@@ -1,14 +1,17 @@
 /**
  * What Fondation's UI and worker call on a job besides the queue
  * (DESIGN.md §6): read it, cancel it (two ways, neither clears `lockedBy`),
- * regenerate its course as a new job, and its log.
+ * regenerate its course as a new job, and its log. `getJobByRepository` and
+ * `updateStatus` are not in §6 but are public functions of Fondation's
+ * jobs module a worker may call: the latest job of a repository, and a
+ * status write checked by the job's callback token alone.
  */
 import { v } from "convex/values";
 
 import type { Doc, Id } from "./_generated/dataModel";
 import { mutation, query, type DatabaseReader } from "./_generated/server";
 import { DEFAULT_MAX_ATTEMPTS } from "./queue";
-import { logLevel, type JobStatus } from "./schema";
+import { jobResult, logLevel, type JobStatus } from "./schema";
 
 /** Statuses the UI may cancel. */
 const CANCELABLE: readonly JobStatus[] = [
@@ -35,6 +38,46 @@ export const getJob = query({
 export const getById = query({
   args: { id: v.id("jobs") },
   handler: async (ctx, { id }) => await ctx.db.get(id),
+});
+
+/** The repository's newest job. */
+export const getJobByRepository = query({
+  args: { repositoryId: v.id("repositories") },
+  handler: async (ctx, { repositoryId }) =>
+    await ctx.db
+      .query("jobs")
+      .withIndex("by_repository", (q) => q.eq("repositoryId", repositoryId))
+      .order("desc")
+      .first(),
+});
+
+/** Any status the token's holder likes, over any other: no lease, no order. */
+export const updateStatus = mutation({
+  args: {
+    jobId: v.id("jobs"),
+    status: v.union(
+      v.literal("pending"),
+      v.literal("cloning"),
+      v.literal("analyzing"),
+      v.literal("gathering"),
+      v.literal("running"),
+      v.literal("completed"),
+      v.literal("failed"),
+      v.literal("canceled"),
+    ),
+    callbackToken: v.string(),
+    progress: v.optional(v.string()),
+    currentStep: v.optional(v.number()),
+    totalSteps: v.optional(v.number()),
+    result: v.optional(jobResult),
+    error: v.optional(v.string()),
+  },
+  handler: async (ctx, { jobId, callbackToken, ...fields }) => {
+    const job = await existingJob(ctx.db, jobId);
+    if (job.callbackToken !== callbackToken) throw new Error("Invalid callback token");
+    await ctx.db.patch(job._id, { ...fields, updatedAt: Date.now() });
+    return { success: true };
+  },
 });
 
 export const requestCancel = mutation({
