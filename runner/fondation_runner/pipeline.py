@@ -19,10 +19,9 @@ heading or a full URL, and name the other documents by their titles.
 A step that cannot get a valid answer does not stop the run when the
 others can do without it: without relationships the order is built from
 the abstractions alone; without an order, chapters follow the abstractions'
-ids; a chapter that fails is left out of the review, the tutorials and
-the overview. Each
-such loss is a `CourseError` and makes the result partial. Only a failed
-first step leaves nothing to teach, and ends the run.
+ids; a chapter that fails is left out of the review, the tutorials and the
+overview. Each such loss is a `CourseError` and makes the result partial.
+Only a failed first step leaves nothing to teach, and ends the run.
 """
 
 from __future__ import annotations
