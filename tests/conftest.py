@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from fondation_contracts.analysisjob import ALLOWED_HOSTS_ENV
 from fondation_operator.kube import config as kube_config
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.errors import NotFound
@@ -87,8 +86,7 @@ def operator_factory(
         op = OperatorProcess(
             operator_kubeconfig,
             control_plane.workdir / f"operator-{namespace}-{len(started)}.log",
-            # The local Git host is on loopback: allowed the way an operator would.
-            env={"FONDATION_NAMESPACES": namespace, ALLOWED_HOSTS_ENV: "127.0.0.1", **env},
+            env={"FONDATION_NAMESPACES": namespace, **env},
         )
         started.append(op)
         op.start()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from fondation_contracts.analysisjob import ALLOWED_HOSTS_ENV
 from fondation_operator import tokens
 from tests.cluster.controlplane import ROOT, ControlPlane, ProcessDied, free_port, wait_for
 
@@ -69,6 +70,8 @@ class OperatorProcess:
             "FONDATION_INGEST_URL": self.ingest_url,
             "FONDATION_TOKEN_KEY": self.token_key,
             "FONDATION_BIND_ADDRESS": "127.0.0.1",
+            # The local Git host is on loopback: allowed the way an operator would.
+            ALLOWED_HOSTS_ENV: "127.0.0.1",
             **self.env,
         }
         self.popen = subprocess.Popen(

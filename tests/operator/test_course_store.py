@@ -29,6 +29,18 @@ def _course(sizes: list[int]) -> Course:
     return Course(analysis="big", commit="a" * 40, documents=docs, partial=True)
 
 
+async def _analysisjob(kube: KubeClient, namespace: str) -> ObservedAnalysisJob:
+    return ObservedAnalysisJob.from_body(await create_aj(kube, namespace, "big"))
+
+
+async def _versions(kube: KubeClient, namespace: str) -> dict[str, str]:
+    """Each ConfigMap's resourceVersion: what changes when anything is written."""
+    return {
+        m["metadata"]["name"]: m["metadata"]["resourceVersion"]
+        for m in await kube.list(CONFIGMAPS, namespace)
+    }
+
+
 def test_packing_is_deterministic_and_bounded() -> None:
     chunks, where = course_store._pack(_course([600_000] * 4).documents)
     again = course_store._pack(_course([600_000] * 4).documents)
@@ -45,8 +57,7 @@ def test_a_document_too_large_for_any_configmap_is_refused() -> None:
 
 @pytest.mark.cluster
 async def test_save_and_load_round_trip(kube: KubeClient, namespace: str) -> None:
-    body = await create_aj(kube, namespace, "big")
-    cr = ObservedAnalysisJob.from_body(body)
+    cr = await _analysisjob(kube, namespace)
     course = _course([600_000, 300_000, 200_000, 10, 700_000])
     names = await course_store.save(kube, cr, course)
     # 600+300 KB share one ConfigMap, 200 KB + 10 B + 700 KB the next: manifest + 2.
@@ -89,23 +100,16 @@ def _course_with_huge_manifest() -> Course:
 async def test_a_course_that_cannot_be_stored_leaves_the_previous_one(
     kube: KubeClient, namespace: str
 ) -> None:
-    body = await create_aj(kube, namespace, "big")
-    cr = ObservedAnalysisJob.from_body(body)
+    cr = await _analysisjob(kube, namespace)
     first = _course([600_000, 10])
     await course_store.save(kube, cr, first)
-    before = {
-        m["metadata"]["name"]: m["metadata"]["resourceVersion"]
-        for m in await kube.list(CONFIGMAPS, namespace)
-    }
+    before = await _versions(kube, namespace)
 
     for too_large in (_course_with_huge_manifest(), _course([10, 1_400_000])):
         with pytest.raises(course_store.CourseTooLarge):
             await course_store.save(kube, cr, too_large)
 
-    after = {
-        m["metadata"]["name"]: m["metadata"]["resourceVersion"]
-        for m in await kube.list(CONFIGMAPS, namespace)
-    }
+    after = await _versions(kube, namespace)
     assert after == before  # nothing written, nothing deleted
     assert await course_store.load(kube, namespace, "big") == first
 
@@ -114,8 +118,7 @@ async def test_a_course_that_cannot_be_stored_leaves_the_previous_one(
 async def test_a_new_course_is_switched_in_and_the_old_one_collected(
     kube: KubeClient, namespace: str
 ) -> None:
-    body = await create_aj(kube, namespace, "big")
-    cr = ObservedAnalysisJob.from_body(body)
+    cr = await _analysisjob(kube, namespace)
     first, second = _course([600_000, 600_000]), _course([10, 20, 30])
     first_names = await course_store.save(kube, cr, first)
     second_names = await course_store.save(kube, cr, second)
@@ -130,8 +133,7 @@ async def test_a_new_course_is_switched_in_and_the_old_one_collected(
 async def test_a_reader_sees_the_old_course_until_the_switch(
     kube: KubeClient, namespace: str
 ) -> None:
-    body = await create_aj(kube, namespace, "big")
-    cr = ObservedAnalysisJob.from_body(body)
+    cr = await _analysisjob(kube, namespace)
     first, second = _course([600_000, 600_000]), _course([500_000, 30])
     await course_store.save(kube, cr, first)
     # The new generation's contents are written before the manifest: a reader

@@ -74,6 +74,20 @@ def test_job_spec_follows_the_design() -> None:
     assert env["ANTHROPIC_API_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
+def test_each_attempt_mounts_its_own_token_and_gets_the_host_allow_list() -> None:
+    settings = Settings(allowed_repository_hosts="git.internal, 10.0.0.0/8")  # type: ignore[arg-type]
+    for attempt in (1, 2):
+        job = jobbuilder.build_job(_cr(), attempt, settings)
+        pod = job["spec"]["template"]["spec"]
+        (token,) = [v for v in pod["volumes"] if v["name"] == "token"]
+        assert token["secret"]["secretName"] == f"aj-demo-{attempt}-token"
+        secret = jobbuilder.build_token_secret(_cr(), attempt, "t")
+        assert secret["metadata"]["name"] == token["secret"]["secretName"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env[aj.ALLOWED_HOSTS_ENV] == "git.internal,10.0.0.0/8"
+        assert env["FONDATION_ATTEMPT"] == str(attempt)
+
+
 def test_offline_backend_gets_no_credentials() -> None:
     job = jobbuilder.build_job(_cr(backend="offline"), 1, Settings())
     container = job["spec"]["template"]["spec"]["containers"][0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from fondation_operator import names
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.errors import NotFound
 from fondation_operator.kube.resources import ANALYSISJOBS, EVENTS, JOBS, PODS, SECRETS
@@ -118,14 +119,15 @@ async def test_deleting_the_analysisjob_cascades(
 ) -> None:
     await create_aj(kube, namespace, "gone")
     await wait_phase(kube, namespace, "gone", "Running")
-    await kube.get(SECRETS, "aj-gone-token", namespace)
+    token_secret = names.token_secret_name("gone", 1)
+    await kube.get(SECRETS, token_secret, namespace)
     await kube.delete(ANALYSISJOBS, "gone", namespace)
 
     async def nothing_left() -> bool:
         jobs = await jobs_of(kube, namespace, "gone")
         pods = await kube.list(PODS, namespace, label_selector="fondation.dev/analysisjob=gone")
         try:
-            await kube.get(SECRETS, "aj-gone-token", namespace)
+            await kube.get(SECRETS, token_secret, namespace)
             secret = True
         except NotFound:
             secret = False
