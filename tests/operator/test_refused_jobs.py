@@ -6,7 +6,7 @@ ones were first and as many as the cap. A quota that clears only delays."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -117,15 +117,26 @@ async def _event_reasons(kube: KubeClient, namespace: str, name: str) -> list[st
     return [e["reason"] for e in items]
 
 
+@pytest.fixture
+async def refusing(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> AsyncIterator[str]:
+    """`namespace` with a LimitRange, a ResourceQuota and an admission policy
+    in force; the (cluster-scoped) policy is deleted afterwards."""
+    manifest = _limits(namespace) + "---" + _policy(namespace)
+    control_plane.kubectl("apply", "-f", "-", input=manifest)
+    await _policy_in_force(kube, namespace)
+    yield namespace
+    control_plane.kubectl("delete", "--ignore-not-found", "-f", "-", input=manifest)
+
+
 async def test_refused_jobs_fail_with_the_reason_and_never_hold_the_queue(
     kube: KubeClient,
-    control_plane: ControlPlane,
-    namespace: str,
+    refusing: str,
     second_namespace: str,
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
-    control_plane.kubectl("apply", "-f", "-", input=_limits(namespace) + "---" + _policy(namespace))
-    await _policy_in_force(kube, namespace)
+    namespace = refusing
     operator_factory(
         FONDATION_NAMESPACES=f"{namespace},{second_namespace}",
         FONDATION_MAX_CONCURRENT_JOBS="3",
