@@ -67,7 +67,6 @@ PAUSE_SOURCE = HERE / "pause.c"
 # Package dirs and metadata install.sh builds the project from.
 PROJECT_INPUTS = (
     "pyproject.toml",
-    "README.md",
     "contracts",
     "operator",
     "runner",

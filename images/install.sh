@@ -78,7 +78,10 @@ for_image install --no-deps --no-compile --require-hashes \
 # The project, built from a copy of its sources (nothing is written into the
 # checkout) with the pinned setuptools.
 mkdir "$work/src"
-cp "$src/pyproject.toml" "$src/README.md" "$work/src/"
+cp "$src/pyproject.toml" "$work/src/"
+# README.md only becomes the wheel's long description: left empty, an edit of
+# the documentation does not change the images.
+: >"$work/src/README.md"
 for d in contracts operator runner cli prompts; do
   cp -R "$src/$d" "$work/src/$d"
 done

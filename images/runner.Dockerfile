@@ -7,7 +7,7 @@
 # project's files are the same (tests/images/test_build.py compares them);
 # the Debian base differs (debian:bookworm-slim here, mmdebstrap minbase there).
 FROM python:3.11-slim-bookworm AS install
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml /src/
 COPY contracts /src/contracts
 COPY operator /src/operator
 COPY runner /src/runner

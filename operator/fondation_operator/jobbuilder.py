@@ -11,15 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from fondation_contracts import analysisjob as aj
-from fondation_contracts import ingest
+from fondation_contracts import image, ingest
 from fondation_operator import names, quantity
 from fondation_operator.observed import ObservedAnalysisJob
 from fondation_operator.settings import Settings
 
-RUNNER_UID = 65532
+RUNNER_UID = image.UID  # the user the project's images are built with
 TOKEN_MOUNT = "/var/run/fondation/token"
 CLAUDE_CREDENTIALS_MOUNT = "/var/run/fondation/claude"
-WORKSPACE = "/workspace"
+WORKSPACE = image.WORKSPACE
 CACHE_MOUNT = "/var/cache/fondation"
 
 AUTOSCALER_ANNOTATIONS = {
@@ -114,7 +114,7 @@ def _env(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> list[dict
         ingest.INGEST_URL_ENV: settings.ingest_url,
         ingest.TOKEN_FILE_ENV: f"{TOKEN_MOUNT}/{ingest.TOKEN_SECRET_KEY}",
         aj.ALLOWED_HOSTS_ENV: ",".join(settings.allowed_repository_hosts),
-        "HOME": "/home/runner",
+        "HOME": image.HOME,
         "TMPDIR": "/tmp",  # noqa: S108 - an emptyDir in the pod
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
@@ -150,7 +150,7 @@ def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict
     mounts: list[dict[str, Any]] = [
         {"name": "workspace", "mountPath": WORKSPACE},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
-        {"name": "home", "mountPath": "/home/runner"},
+        {"name": "home", "mountPath": image.HOME},
         {"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True},
     ]
     if settings.cache_claim_name:
