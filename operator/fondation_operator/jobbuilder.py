@@ -68,6 +68,12 @@ def _resources(cr: ObservedAnalysisJob, settings: Settings) -> dict[str, dict[st
     }
 
 
+def git_credentials_secret(cr: ObservedAnalysisJob) -> str:
+    """The Secret with the repository's Git credentials; empty when public."""
+    credentials = cr.spec.source.credentials
+    return credentials.secret_name if credentials is not None else ""
+
+
 def _env(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> list[dict[str, Any]]:
     spec = cr.spec
     plain = {
@@ -90,6 +96,8 @@ def _env(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> list[dict
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
     if settings.cache_claim_name:
         env.append({"name": "FONDATION_CACHE_DIR", "value": CACHE_MOUNT})
+    if git_credentials_secret(cr):
+        env.append({"name": aj.GIT_CREDENTIALS_DIR_ENV, "value": aj.GIT_CREDENTIALS_DIR})
     if spec.backend == "claude":
         secret = spec.credentials.secret_name or settings.credentials_secret
         for key in ("CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY"):
@@ -120,6 +128,15 @@ def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict
         {"name": "home", "mountPath": "/home/runner"},
         {"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True},
     ]
+    git_secret = git_credentials_secret(cr)
+    if git_secret:
+        # Read by the clone alone (runner/clone.py), never put in an environment.
+        volumes.append(
+            {"name": "git-credentials", "secret": {"secretName": git_secret, "defaultMode": 0o440}}
+        )
+        mounts.append(
+            {"name": "git-credentials", "mountPath": aj.GIT_CREDENTIALS_DIR, "readOnly": True}
+        )
     if settings.cache_claim_name:
         volumes.append(
             {"name": "cache", "persistentVolumeClaim": {"claimName": settings.cache_claim_name}}

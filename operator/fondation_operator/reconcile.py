@@ -104,6 +104,8 @@ class Reconciler:
             return
 
         attempt = max([cr.status.attempt, *jobs])
+        if attempt == 0 and cr.awaiting_credentials:
+            return  # the Convex bridge has not written its Git credentials yet
         if attempt == 0:
             await self._admit_and_start(cr, 1, queued_reason="WaitingForSlot")
             return

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fondation_contracts.analysisjob import GIT_CREDENTIALS_DIR_ENV
 from fondation_runner.clone import DEFAULT_MAX_BYTES
 from fondation_runner.pipeline import DEFAULT_MAX_CHAPTERS, DEFAULT_PARALLELISM
 
@@ -31,6 +32,7 @@ ENVIRONMENT: dict[str, str] = {
     "analysis": "FONDATION_ANALYSIS",
     "attempt": "FONDATION_ATTEMPT",
     "claude_credentials_dir": "FONDATION_CLAUDE_CREDENTIALS_DIR",
+    "git_credentials_dir": GIT_CREDENTIALS_DIR_ENV,
     "max_repository_bytes": "FONDATION_MAX_REPOSITORY_BYTES",
 }
 """Field of RunnerJob -> environment variable. The ingest URL and token file
@@ -54,6 +56,7 @@ class RunnerJob(BaseModel):
     analysis: str = ""
     attempt: int = Field(1, ge=1)
     claude_credentials_dir: Path | None = None
+    git_credentials_dir: Path | None = None
     max_repository_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1)
 
     @classmethod

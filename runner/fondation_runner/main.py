@@ -105,6 +105,7 @@ async def _analyze(job: RunnerJob, reporter: Reporter, environ: MutableMapping[s
         ref=job.ref,
         sub_path=job.sub_path,
         max_bytes=job.max_repository_bytes,
+        credentials_dir=job.git_credentials_dir,
     )
     await reporter(
         make_event(

@@ -416,6 +416,7 @@ def test_convex_bridge_settings_and_deploy_key_file(helm: Helm, tmp_path: Path) 
     )
     assert loaded is not None
     assert loaded.url == "https://happy-otter-123.convex.cloud"
+    assert loaded.deploy_key is not None
     assert loaded.deploy_key.get_secret_value() == "prod:secret-deploy-key"
     assert loaded.namespace == "courses"
     assert loaded.worker_id == "fondation-prod"

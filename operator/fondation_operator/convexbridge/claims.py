@@ -51,8 +51,11 @@ class ClaimRecord(BaseModel):
     job_id: str = Field(alias="jobId")
     attempt: int = Field(ge=1)
     repository_id: str | None = Field(None, alias="repositoryId")
+    user_id: str | None = Field(None, alias="userId")
     repository_url: str | None = Field(None, alias="repositoryUrl")
     branch: str = ""
+    refusal: str | None = None
+    """Why the job cannot run at all, known at the claim (a missing prompt)."""
     language: str = "en"
     callback_token: SecretStr | None = Field(None, alias="callbackToken")
 

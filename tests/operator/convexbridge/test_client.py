@@ -184,8 +184,8 @@ async def test_a_whole_attempt_through_the_typed_contract(client: ConvexClient) 
     assert claim.callback_token is not None
     ref = JobRef(job_id, claim.current_attempt)
     await api.heartbeat(ref)
-    await api.update_status(
-        ref, claim.callback_token, "analyzing", progress="Step 2/6", current_step=2, total_steps=6
+    await api.heartbeat(
+        ref, status="analyzing", progress="Étape 2/6", current_step=2, total_steps=6
     )
     files = [
         DocFile(slug=f"d{i}", title=f"D{i}", chapter_index=i, content=f"# {i}", kind="chapter")
