@@ -1,8 +1,11 @@
 """The Convex emulator (tests/cluster/convex_emulator/) as a real OS process.
 
-It serves the project's own convex/ functions over Convex's HTTP API on a
-loopback port, so the operator's Convex bridge is tested against the real
-functions without a Convex deployment. Its database is saved to a file in
+It serves the project's own convex/ functions (`functions="project"`) or the
+fake of Fondation's own functions (`functions="fondation"`,
+tests/fakes/fondation_convex/) over Convex's HTTP API on a loopback port, so
+the operator's Convex bridge is tested against real functions without a
+Convex deployment. As on Convex, calls without the deploy key
+(`anonymous=True`) reach public functions only. Its database is saved to a file in
 its state directory after every write, so `restart()` (even after a
 SIGKILL) simulates an outage that loses nothing acknowledged, and a restart
 keeps the same port so clients configured with `url` reconnect.
@@ -33,6 +36,7 @@ DEPLOY_KEY_ENV = "CONVEX_EMULATOR_DEPLOY_KEY"
 READY_PREFIX = "listening on "
 
 FunctionKind = Literal["query", "mutation", "action"]
+FunctionSet = Literal["project", "fondation"]
 
 _node_ready = False
 
@@ -73,7 +77,9 @@ class ConvexEmulator:
         deploy_key: str | None = None,
         port: int = 0,
         startup_timeout: float = 60.0,
+        functions: FunctionSet = "project",
     ) -> None:
+        self.functions: FunctionSet = functions
         self._owns_state_dir = state_dir is None
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="convex-emulator-"))
         self._deploy_key = deploy_key or secrets.token_hex(24)
@@ -123,6 +129,8 @@ class ConvexEmulator:
             str(self._port),
             "--state",
             str(self.state_file),
+            "--functions",
+            self.functions,
         ]
         self._popen = subprocess.Popen(
             command,
@@ -210,15 +218,24 @@ class ConvexEmulator:
         self.close()
 
     def post(
-        self, kind: str, body: bytes, *, authorization: str | None = None, timeout: float = 30.0
+        self,
+        kind: str,
+        body: bytes,
+        *,
+        authorization: str | None = None,
+        anonymous: bool = False,
+        timeout: float = 30.0,
     ) -> tuple[int, Any]:
-        """One raw HTTP call: (HTTP status, decoded JSON body)."""
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": authorization
-            if authorization is not None
-            else f"Convex {self._deploy_key}",
-        }
+        """One raw HTTP call: (HTTP status, decoded JSON body).
+
+        The deploy key goes in `Authorization` unless `authorization` replaces
+        it or `anonymous` leaves the header out.
+        """
+        headers = {"Content-Type": "application/json"}
+        if not anonymous:
+            headers["Authorization"] = (
+                authorization if authorization is not None else f"Convex {self._deploy_key}"
+            )
         # Always http://127.0.0.1: the emulator only listens on loopback.
         request = urllib.request.Request(
             f"{self.url}/api/{kind}", data=body, headers=headers, method="POST"
@@ -229,12 +246,19 @@ class ConvexEmulator:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
 
-    def call(self, kind: FunctionKind, path: str, args: Mapping[str, object] | None = None) -> Any:
+    def call(
+        self,
+        kind: FunctionKind,
+        path: str,
+        args: Mapping[str, object] | None = None,
+        *,
+        anonymous: bool = False,
+    ) -> Any:
         """Runs a function the way Convex's Python client does; raises ConvexFunctionError."""
         body = json.dumps(
             {"path": path, "args": dict(args or {}), "format": "convex_encoded_json"}
         ).encode()
-        status, answer = self.post(kind, body)
+        status, answer = self.post(kind, body, anonymous=anonymous)
         if status != 200:
             raise EmulatorFailed(f"HTTP {status} for {path}: {answer}")
         if answer["status"] == "success":

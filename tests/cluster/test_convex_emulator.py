@@ -41,6 +41,19 @@ def test_calls_without_the_deploy_key_are_refused(emulator: ConvexEmulator) -> N
         assert answer["code"] == "BadAdminKey"
 
 
+def test_calls_without_a_key_reach_public_functions_only(emulator: ConvexEmulator) -> None:
+    # As on Convex: no Authorization header at all is an anonymous client.
+    status, answer = emulator.post(
+        "mutation", body("jobs:claimOne", {"workerId": "anonymous"}), anonymous=True
+    )
+    assert (status, answer["status"]) == (200, "success")
+    status, answer = emulator.post(
+        "mutation", body("jobs:enqueue", {"repositoryUrl": REPO_URL}), anonymous=True
+    )
+    assert (status, answer["status"]) == (200, "error")
+    assert answer["errorMessage"] == "Could not find public function for 'jobs:enqueue'"
+
+
 def test_requests_that_are_not_understood_are_4xx(emulator: ConvexEmulator) -> None:
     assert emulator.post("mutation", b"{not json")[0] == 400
     assert emulator.post("mutation", body("jobs:claimOne", {}, fmt="yaml"))[0] == 400

@@ -16,17 +16,24 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 
 import { convexToJson, jsonToConvex, type JSONValue, type Value } from "convex/values";
 
-import { TABLE_NAMES, newBackend, type Backend } from "./backend";
+import { newBackendOf, tableNames, type FunctionSetName } from "./backend";
 
-const SNAPSHOT_VERSION = 1;
+const SNAPSHOT_VERSION = 2;
 /** A table outside the schema that takes the placeholder inserts. */
 const PLACEHOLDER_TABLE = "emulatorIdPlaceholders";
 
 export type Snapshot = {
   version: number;
+  /** The function set whose tables these are: a snapshot is restored into the same set. */
+  functions: FunctionSetName;
   /** The id counter the next insert will use: ids are never reused. */
   nextIdCounter: number;
   tables: Record<string, JSONValue[]>;
+};
+
+/** What persistence needs of a backend: a transaction over its raw database. */
+export type Transactor = {
+  run<T>(work: (ctx: { db: unknown }) => Promise<T>): Promise<T>;
 };
 
 type StoredDocument = Record<string, Value> & { _id: string; _creationTime: number };
@@ -49,25 +56,40 @@ function tableOf(id: string): string {
   return id.replace(/^[0-9]+/, "");
 }
 
-export async function takeSnapshot(backend: Backend): Promise<Snapshot> {
+export async function takeSnapshot(
+  backend: Transactor,
+  functions: FunctionSetName = "project",
+): Promise<Snapshot> {
   return await backend.run(async (ctx) => {
-    const db = ctx.db as unknown as RawDatabase;
+    const db = ctx.db as RawDatabase;
     const tables: Record<string, JSONValue[]> = {};
-    for (const table of TABLE_NAMES) {
+    for (const table of tableNames(functions)) {
       tables[table] = (await db.query(table).collect()).map((doc) => convexToJson(doc));
     }
     // An insert shows the counter's current value; it is deleted in the same
     // transaction, so the database does not change.
     const probe = await db.insert(PLACEHOLDER_TABLE, {});
     await db.delete(probe);
-    return { version: SNAPSHOT_VERSION, nextIdCounter: idCounter(probe) + 1, tables };
+    return {
+      version: SNAPSHOT_VERSION,
+      functions,
+      nextIdCounter: idCounter(probe) + 1,
+      tables,
+    };
   });
 }
 
 /** Loads a snapshot into a backend that has never been written to. */
-export async function restoreSnapshot(backend: Backend, snapshot: Snapshot): Promise<number> {
+export async function restoreSnapshot(
+  backend: Transactor,
+  snapshot: Snapshot,
+  functions: FunctionSetName = "project",
+): Promise<number> {
   if (snapshot.version !== SNAPSHOT_VERSION) {
     throw new Error(`snapshot version ${snapshot.version}, expected ${SNAPSHOT_VERSION}`);
+  }
+  if (snapshot.functions !== functions) {
+    throw new Error(`snapshot of the ${snapshot.functions} functions, not of ${functions}`);
   }
   const documents: StoredDocument[] = [];
   for (const [table, rows] of Object.entries(snapshot.tables)) {
@@ -81,8 +103,8 @@ export async function restoreSnapshot(backend: Backend, snapshot: Snapshot): Pro
   documents.sort((a, b) => idCounter(a._id) - idCounter(b._id));
 
   // The first id a fresh backend hands out, learnt from a scratch one.
-  const scratch = newBackend();
-  let used = (await takeSnapshot(scratch)).nextIdCounter - 2;
+  const scratch = newBackendOf(functions);
+  let used = (await takeSnapshot(scratch, functions)).nextIdCounter - 2;
 
   const realNow = Date.now;
   let clock = 0;
@@ -91,7 +113,7 @@ export async function restoreSnapshot(backend: Backend, snapshot: Snapshot): Pro
   Date.now = () => clock;
   try {
     await backend.run(async (ctx) => {
-      const db = ctx.db as unknown as RawDatabase;
+      const db = ctx.db as RawDatabase;
       const placeholders: string[] = [];
       let lastCreationTime = 0;
       const fillUpTo = async (counter: number): Promise<void> => {

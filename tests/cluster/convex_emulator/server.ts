@@ -1,15 +1,18 @@
 /**
  * A local stand-in for a Convex deployment: serves the project's real
- * convex/ functions (run by convex-test) over Convex's HTTP API, for the
- * integration tests of the operator's Convex bridge. Nothing leaves the
+ * convex/ functions, or the fake of Fondation's own functions
+ * (`--functions fondation`), run by convex-test, over Convex's HTTP API, for
+ * the integration tests of the operator's Convex bridge. Nothing leaves the
  * machine and no Convex account is needed.
  *
  *   vite-node tests/cluster/convex_emulator/server.ts -- [--port 0] [--host 127.0.0.1]
- *       [--state FILE] [--deploy-key KEY]
+ *       [--state FILE] [--deploy-key KEY] [--functions project|fondation]
  *
  * The deploy key comes from --deploy-key or, better (it then stays out of the
- * process list), from CONVEX_EMULATOR_DEPLOY_KEY; every call must carry
- * `Authorization: Convex <key>`. With --state, the database is saved to FILE
+ * process list), from CONVEX_EMULATOR_DEPLOY_KEY; the function set from
+ * --functions or CONVEX_EMULATOR_FUNCTIONS. As on Convex, a call without an
+ * `Authorization` header may run public functions only, and a call with one
+ * must carry `Authorization: Convex <key>`. With --state, the database is saved to FILE
  * after every call that changed it, before the answer is sent, and loaded
  * from it at start: a killed emulator restarted on the same file has lost
  * nothing it acknowledged. Prints `listening on http://HOST:PORT` once ready.
@@ -21,7 +24,14 @@ import { parseArgs } from "node:util";
 import { makeFunctionReference } from "convex/server";
 import type { JSONValue } from "convex/values";
 
-import { newBackend, type Backend } from "./backend";
+import {
+  FUNCTION_SETS,
+  isFunctionSetName,
+  isPublicFunction,
+  newBackendOf,
+  type AnyBackend,
+  type FunctionSetName,
+} from "./backend";
 import { restoreSnapshot, SnapshotFile, takeSnapshot } from "./persistence";
 import {
   BadRequest,
@@ -37,8 +47,15 @@ import {
 /** Convex accepts 16 MiB of arguments; leave room for the JSON envelope. */
 const MAX_BODY_BYTES = 20 * 1024 * 1024;
 const DEPLOY_KEY_ENV = "CONVEX_EMULATOR_DEPLOY_KEY";
+const FUNCTIONS_ENV = "CONVEX_EMULATOR_FUNCTIONS";
 
-type Options = { host: string; port: number; stateFile: string | undefined; deployKey: string };
+type Options = {
+  host: string;
+  port: number;
+  stateFile: string | undefined;
+  deployKey: string;
+  functions: FunctionSetName;
+};
 
 function readOptions(): Options {
   const { values } = parseArgs({
@@ -49,6 +66,7 @@ function readOptions(): Options {
       port: { type: "string", default: "0" },
       state: { type: "string" },
       "deploy-key": { type: "string" },
+      functions: { type: "string" },
     },
     strict: true,
   });
@@ -59,11 +77,17 @@ function readOptions(): Options {
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new Error(`bad --port ${values.port}`);
-  return { host: values.host, port, stateFile: values.state, deployKey };
+  const functions = values.functions ?? process.env[FUNCTIONS_ENV] ?? "project";
+  if (!isFunctionSetName(functions)) {
+    throw new Error(
+      `bad --functions ${functions}: one of ${Object.keys(FUNCTION_SETS).join(", ")}`,
+    );
+  }
+  return { host: values.host, port, stateFile: values.state, deployKey, functions };
 }
 
-function authorized(header: string | undefined, deployKey: string): boolean {
-  if (header === undefined || !header.startsWith("Convex ")) return false;
+function authorized(header: string, deployKey: string): boolean {
+  if (!header.startsWith("Convex ")) return false;
   const given = Buffer.from(header.slice("Convex ".length));
   const expected = Buffer.from(deployKey);
   return given.length === expected.length && timingSafeEqual(given, expected);
@@ -96,7 +120,8 @@ class Emulator {
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private readonly backend: Backend,
+    private readonly backend: AnyBackend,
+    private readonly functions: FunctionSetName,
     private readonly snapshots: SnapshotFile | undefined,
   ) {}
 
@@ -106,10 +131,14 @@ class Emulator {
     return result;
   }
 
-  async call({ kind, path, args }: FunctionCall): Promise<JSONValue> {
+  async call({ kind, path, args }: FunctionCall, admin: boolean): Promise<JSONValue> {
     return await this.run(async () => {
       let answer: JSONValue;
       try {
+        if (!admin && !(await isPublicFunction(this.functions, path))) {
+          // Convex's answer to an internal function called without the key.
+          throw new Error(`Could not find public function for '${path}'`);
+        }
         const value = await this.invoke(kind, path, args);
         answer = success(value);
       } catch (error) {
@@ -117,7 +146,7 @@ class Emulator {
       }
       // Save before answering: an acknowledged write survives a kill.
       if (kind !== "query" && this.snapshots !== undefined) {
-        this.snapshots.write(await takeSnapshot(this.backend));
+        this.snapshots.write(await takeSnapshot(this.backend, this.functions));
       }
       return answer;
     });
@@ -155,17 +184,14 @@ async function handle(
     const match = /^\/api\/(query|mutation|action)$/.exec(url.pathname);
     if (match === null) throw new BadRequest(404, "NotFound", `no route ${url.pathname}`);
     if (request.method !== "POST") throw new BadRequest(405, "MethodNotAllowed", "use POST");
-    if (!authorized(request.headers.authorization, deployKey)) {
-      throw new BadRequest(
-        401,
-        "BadAdminKey",
-        "missing or wrong `Authorization: Convex <deploy key>`",
-      );
+    const header = request.headers.authorization;
+    if (header !== undefined && !authorized(header, deployKey)) {
+      throw new BadRequest(401, "BadAdminKey", "wrong `Authorization: Convex <deploy key>`");
     }
     const kind = match[1] as FunctionKind;
     if (!FUNCTION_KINDS.includes(kind)) throw new BadRequest(404, "NotFound", kind);
     const call = parseCall(kind, await readBody(request));
-    send(response, 200, await emulator.call(call));
+    send(response, 200, await emulator.call(call, header !== undefined));
   } catch (error) {
     if (error instanceof BadRequest) {
       send(response, error.httpStatus, badRequestBody(error));
@@ -178,17 +204,17 @@ async function handle(
 
 async function main(): Promise<void> {
   const options = readOptions();
-  const backend = newBackend();
+  const backend = newBackendOf(options.functions);
   let snapshots: SnapshotFile | undefined;
   if (options.stateFile !== undefined) {
     snapshots = new SnapshotFile(options.stateFile);
     const saved = snapshots.read();
     if (saved !== null) {
-      const count = await restoreSnapshot(backend, saved);
+      const count = await restoreSnapshot(backend, saved, options.functions);
       process.stderr.write(`emulator: restored ${count} documents from ${options.stateFile}\n`);
     }
   }
-  const emulator = new Emulator(backend, snapshots);
+  const emulator = new Emulator(backend, options.functions, snapshots);
   const server = createServer((request, response) => {
     void handle(emulator, options.deployKey, request, response);
   });
@@ -196,6 +222,7 @@ async function main(): Promise<void> {
     const address = server.address();
     const port = typeof address === "object" && address !== null ? address.port : options.port;
     process.stdout.write(`listening on http://${options.host}:${port}\n`);
+    process.stderr.write(`emulator: serving the ${options.functions} functions\n`);
   });
 
   const shutdown = (): void => {
