@@ -230,10 +230,15 @@ class ConvexApi:
             raise CannotRun(MISSING_GITHUB_TOKEN)
         return token
 
-    async def append_log(self, job_id: str, level: LogLevel, msg: str) -> None:
-        await self.client.mutation(
-            self.functions.append_log, AppendLogArgs(job_id=job_id, level=level, msg=msg)
+    async def append_log(self, job: JobRef, level: LogLevel, msg: str) -> None:
+        args = AppendLogArgs(
+            job_id=job.job_id,
+            level=level,
+            msg=msg,
+            worker_id=self.worker_id if self.extended else None,
+            attempt=self._attempt(job),
         )
+        await self.client.mutation(self.functions.append_log, args)
 
     async def complete(self, job: JobRef, result: JobResult, docs_count: int) -> StatusResult:
         if not self.extended:

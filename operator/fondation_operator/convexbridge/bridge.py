@@ -228,6 +228,15 @@ class ConvexBridge:
         await self.claims.close()
         await self.convex.close()
 
+    def health(self) -> dict[str, Any]:
+        """The bridge's part of `GET /health`, in the fields Fondation's worker uses."""
+        return {
+            "workerId": self.settings.worker_id,
+            "activeJobs": sum(1 for tracked in self.tracked.values() if tracked.busy),
+            "maxConcurrentJobs": self.max_concurrent_jobs,
+            "convex": {"url": self.settings.url, "reachable": not self.backoff.down},
+        }
+
     def notify(self, cr: ObservedAnalysisJob, *, deleted: bool = False) -> None:
         """Called on every AnalysisJob watch event: cheap, never blocks."""
         if deleted or cr.status.phase.terminal:
@@ -608,7 +617,7 @@ class ConvexBridge:
         tracked.logged += 1
         text = line if len(line) <= _MAX_LOG_CHARS else line[: _MAX_LOG_CHARS - 1] + "…"
         with contextlib.suppress(*_CONVEX_DOWN):
-            await self._optional(lambda: self.api.append_log(tracked.ref.job_id, level, text))
+            await self._optional(lambda: self.api.append_log(tracked.ref, level, text))
 
     # ---- reporting the outcome -------------------------------------------------------
 

@@ -134,6 +134,8 @@ class AppendLogArgs(ConvexArgs):
     job_id: str = Field(alias="jobId")
     level: LogLevel
     msg: str
+    worker_id: str | None = Field(None, alias="workerId")
+    attempt: int | None = None
 
 
 class UpdateStatusArgs(ConvexArgs):
