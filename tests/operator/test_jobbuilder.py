@@ -92,6 +92,29 @@ def test_a_cache_claim_is_mounted_and_named_to_the_runner() -> None:
     assert all(v["name"] != "cache" for v in no_cache["volumes"])
 
 
+def test_git_credentials_are_mounted_for_the_clone_and_named_by_path_only() -> None:
+    source = {
+        "repository": "https://example.com/a/b",
+        "credentials": {"secretName": "demo-git"},
+    }
+    job = jobbuilder.build_job(_cr(source=source, backend="offline"), 1, Settings())
+    pod = job["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "git-credentials"]
+    assert volume["secret"]["secretName"] == "demo-git"
+    container = pod["containers"][0]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "git-credentials"]
+    assert (mount["mountPath"], mount["readOnly"]) == (aj.GIT_CREDENTIALS_DIR, True)
+    env = {e["name"]: e for e in container["env"]}
+    assert env[aj.GIT_CREDENTIALS_DIR_ENV]["value"] == aj.GIT_CREDENTIALS_DIR
+    # The token reaches the pod as a file only: no variable takes it from the Secret.
+    assert not any(
+        e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "demo-git"
+        for e in container["env"]
+    )
+    public = jobbuilder.build_job(_cr(backend="offline"), 1, Settings())
+    assert "git-credentials" not in str(public)
+
+
 def test_resources_from_spec_override_defaults() -> None:
     cr = _cr(resources={"requests": {"cpu": "3"}, "limits": {"memory": "9Gi"}})
     res = jobbuilder.build_job(cr, 1, Settings())["spec"]["template"]["spec"]["containers"][0][
