@@ -4,6 +4,11 @@ The pod is built for an untrusted workload (an LLM agent reading an
 untrusted repository): restricted Pod Security Standard, no service-account
 token, read-only root filesystem, scratch space in emptyDirs, and only the
 analyze step's credentials, mounted optionally from a Secret.
+
+A private repository's Git credentials are mounted in an init container
+alone, which clones into the shared workspace (`--clone-only`): the
+analysis, where an LLM agent reads the untrusted repository, runs in a
+container that cannot read them.
 """
 
 from __future__ import annotations
@@ -96,8 +101,6 @@ def _env(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> list[dict
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
     if settings.cache_claim_name:
         env.append({"name": "FONDATION_CACHE_DIR", "value": CACHE_MOUNT})
-    if git_credentials_secret(cr):
-        env.append({"name": aj.GIT_CREDENTIALS_DIR_ENV, "value": aj.GIT_CREDENTIALS_DIR})
     if spec.backend == "claude":
         secret = spec.credentials.secret_name or settings.credentials_secret
         for key in ("CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY"):
@@ -122,20 +125,12 @@ def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict
             "secret": {"secretName": names.token_secret_name(cr.name), "defaultMode": 0o440},
         },
     ]
-    mounts: list[dict[str, Any]] = [
-        {"name": "workspace", "mountPath": WORKSPACE},
-        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
-        {"name": "home", "mountPath": "/home/runner"},
-        {"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True},
-    ]
+    mounts = _common_mounts()
     git_secret = git_credentials_secret(cr)
     if git_secret:
         # Read by the clone alone (runner/clone.py), never put in an environment.
         volumes.append(
             {"name": "git-credentials", "secret": {"secretName": git_secret, "defaultMode": 0o440}}
-        )
-        mounts.append(
-            {"name": "git-credentials", "mountPath": aj.GIT_CREDENTIALS_DIR, "readOnly": True}
         )
     if settings.cache_claim_name:
         volumes.append(
@@ -170,27 +165,11 @@ def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict
             "fsGroup": RUNNER_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [
-            {
-                "name": "runner",
-                "image": settings.runner_image,
-                "imagePullPolicy": settings.image_pull_policy,
-                "command": ["python", "-m", "fondation_runner"],
-                "env": _env(cr, attempt, settings),
-                "resources": _resources(cr, settings),
-                "volumeMounts": mounts,
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "runAsNonRoot": True,
-                    "capabilities": {"drop": ["ALL"]},
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-            }
-        ],
+        "containers": [_container("runner", _env(cr, attempt, settings), mounts, cr, settings)],
         "volumes": volumes,
     }
+    if git_secret:
+        pod_spec["initContainers"] = [_clone_container(cr, attempt, settings)]
     if settings.runner_service_account:
         pod_spec["serviceAccountName"] = settings.runner_service_account
     if settings.priority_class_name:
@@ -234,6 +213,55 @@ def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict
             },
         },
     }
+
+
+def _common_mounts() -> list[dict[str, Any]]:
+    """Scratch space and the ingest token: what every container of the pod mounts."""
+    return [
+        {"name": "workspace", "mountPath": WORKSPACE},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+        {"name": "home", "mountPath": "/home/runner"},
+        {"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True},
+    ]
+
+
+def _container(
+    name: str,
+    env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    cr: ObservedAnalysisJob,
+    settings: Settings,
+    *args: str,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": settings.runner_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "fondation_runner", *args],
+        "env": env,
+        "resources": _resources(cr, settings),
+        "volumeMounts": mounts,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _clone_container(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict[str, Any]:
+    """The init container of a private repository: the clone, with the Git
+    credentials and without the Claude ones."""
+    env = [e for e in _env(cr, attempt, settings) if "valueFrom" not in e]
+    env.append({"name": aj.GIT_CREDENTIALS_DIR_ENV, "value": aj.GIT_CREDENTIALS_DIR})
+    mounts = _common_mounts()
+    mounts.append(
+        {"name": "git-credentials", "mountPath": aj.GIT_CREDENTIALS_DIR, "readOnly": True}
+    )
+    return _container("clone", env, mounts, cr, settings, "--clone-only")
 
 
 def build_token_secret(cr: ObservedAnalysisJob, token: str) -> dict[str, Any]:

@@ -274,6 +274,14 @@ def _clone(
     return Checkout(root=dest, source_dir=_sub_directory(dest, sub_path), commit=commit)
 
 
+def reopen(dest: Path, *, sub_path: str = "") -> Checkout:
+    """The checkout another container of the pod made in `dest` (the clone's
+    init container, which alone sees a private repository's credentials)."""
+    git = _Git(dest, max_bytes=DEFAULT_MAX_BYTES, deadline=time.monotonic() + 60)
+    commit = git.run("rev-parse", "HEAD").strip()
+    return Checkout(root=dest, source_dir=_sub_directory(dest, sub_path), commit=commit)
+
+
 def directory_size(path: Path) -> int:
     """Bytes used by the files under `path` (links not followed)."""
     total = 0

@@ -57,6 +57,8 @@ class RunnerJob(BaseModel):
     attempt: int = Field(1, ge=1)
     claude_credentials_dir: Path | None = None
     git_credentials_dir: Path | None = None
+    clone_only: bool = False
+    """Clone and stop: the init container of a private repository's pod."""
     max_repository_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1)
 
     @classmethod

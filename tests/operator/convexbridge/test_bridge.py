@@ -280,7 +280,8 @@ async def test_claim_progress_private_clone_course_shown_in_fondations_words(
         pod = job["spec"]["template"]["spec"]
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["git-credentials"]["secret"]["secretName"] == git_secret_name(name)
-        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        (clone,) = pod["initContainers"]  # the clone alone mounts the token
+        env = {e["name"]: e.get("value") for e in clone["env"]}
         assert env[aj.GIT_CREDENTIALS_DIR_ENV] == aj.GIT_CREDENTIALS_DIR
 
     started = await status_is(deployment, job_id, "running")
