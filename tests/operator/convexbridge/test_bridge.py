@@ -62,6 +62,23 @@ BOTH = pytest.mark.parametrize("emulator", ["fondation", "project"], indirect=Tr
 ENCRYPTION_KEY = SecretStr("3c" * 32)
 GITHUB_TOKEN = "ghp_" + "Pr1v4te" * 5
 
+
+@pytest.fixture
+def deployment(emulator: ConvexEmulator) -> Deployment:
+    return Deployment(emulator)
+
+
+@pytest.fixture
+def worker(deployment: Deployment, bridge_operators: BridgeOperators) -> BridgeOperators:
+    """Start operators as Fondation's worker runs: with no deploy key on a
+    Fondation deployment (its functions are public)."""
+
+    def start(**env: str) -> OperatorProcess:
+        return bridge_operators(deploy_key=not deployment.fondation, **env)
+
+    return start
+
+
 OUTAGE_S = 30.0
 
 
@@ -246,16 +263,14 @@ async def run_to_success(
 async def test_claim_progress_private_clone_course_shown_in_fondations_words(
     kube: KubeClient,
     namespace: str,
-    emulator: ConvexEmulator,
-    bridge_operators: BridgeOperators,
+    deployment: Deployment,
+    worker: BridgeOperators,
 ) -> None:
     """claim -> progress in Fondation's words -> private clone -> documents ->
     "Voir le cours". Private where users are seeded (the Fondation fake)."""
-    deployment = Deployment(emulator)
     private = deployment.fondation
     stored = encrypt(GITHUB_TOKEN, ENCRYPTION_KEY, os.urandom(16))
-    op = bridge_operators(
-        deploy_key=not deployment.fondation,
+    op = worker(
         ENCRYPTION_KEY=ENCRYPTION_KEY.get_secret_value(),
         WORKER_ID="fondation-worker-1",
     )
@@ -333,7 +348,7 @@ async def test_claim_progress_private_clone_course_shown_in_fondations_words(
     )
 
     # The secrets appear nowhere but where they must.
-    secrets = [GITHUB_TOKEN, stored, emulator.deploy_key, done["callbackToken"]]
+    secrets = [GITHUB_TOKEN, stored, deployment.emulator.deploy_key, done["callbackToken"]]
     texts = {
         "AnalysisJobs": json.dumps(await kube.list(ANALYSISJOBS, namespace)),
         "Events": json.dumps(await kube.list(EVENTS, namespace)),
@@ -352,11 +367,10 @@ async def test_claim_progress_private_clone_course_shown_in_fondations_words(
 async def test_a_cancel_from_the_ui_stops_the_analysis_and_nothing_is_written_over_it(
     kube: KubeClient,
     namespace: str,
-    emulator: ConvexEmulator,
-    bridge_operators: BridgeOperators,
+    deployment: Deployment,
+    worker: BridgeOperators,
 ) -> None:
-    deployment = Deployment(emulator)
-    op = bridge_operators(deploy_key=not deployment.fondation, CONVEX_CANCEL_CHECK_INTERVAL="1")
+    op = worker(CONVEX_CANCEL_CHECK_INTERVAL="1")
     job_id = deployment.enqueue().job_id
     name = name_for(job_id, 1)
     await job_created(kube, namespace, name)
@@ -392,11 +406,10 @@ async def test_a_cancel_from_the_ui_stops_the_analysis_and_nothing_is_written_ov
 async def test_a_regenerated_job_supersedes_the_running_one_which_never_uploads(
     kube: KubeClient,
     namespace: str,
-    emulator: ConvexEmulator,
-    bridge_operators: BridgeOperators,
+    deployment: Deployment,
+    worker: BridgeOperators,
 ) -> None:
-    deployment = Deployment(emulator)
-    op = bridge_operators(deploy_key=not deployment.fondation, CONVEX_CANCEL_CHECK_INTERVAL="1")
+    op = worker(CONVEX_CANCEL_CHECK_INTERVAL="1")
     first = deployment.enqueue()
     old = name_for(first.job_id, 1)
     await job_created(kube, namespace, old)
@@ -433,11 +446,10 @@ async def _phase_is(kube: KubeClient, namespace: str, name: str, phase: str) -> 
 async def test_a_failing_analysis_is_retried_by_convex_then_dead(
     kube: KubeClient,
     namespace: str,
-    emulator: ConvexEmulator,
-    bridge_operators: BridgeOperators,
+    deployment: Deployment,
+    worker: BridgeOperators,
 ) -> None:
-    deployment = Deployment(emulator)
-    bridge_operators(deploy_key=not deployment.fondation)
+    worker()
     job_id = deployment.enqueue(max_attempts=2).job_id
     for attempt in (1, 2):
         name = name_for(job_id, attempt)
@@ -470,15 +482,14 @@ async def test_a_failing_analysis_is_retried_by_convex_then_dead(
 async def test_a_convex_outage_mid_run_loses_nothing(
     kube: KubeClient,
     namespace: str,
-    emulator: ConvexEmulator,
-    bridge_operators: BridgeOperators,
+    deployment: Deployment,
+    worker: BridgeOperators,
 ) -> None:
     """Convex goes down (SIGKILL) after step 1 and stays down for 30 s while
     the run finishes; the AnalysisJob's status holds what Convex missed. The
     retry delay is capped at 4 s instead of 30 s so that the test does not
     wait up to 30 s more for the first probe after Convex is back."""
-    deployment = Deployment(emulator)
-    op = bridge_operators(deploy_key=not deployment.fondation, CONVEX_BACKOFF_MAX="4")
+    op = worker(CONVEX_BACKOFF_MAX="4")
     job_id = deployment.enqueue().job_id
     name = name_for(job_id, 1)
     await job_created(kube, namespace, name)
@@ -486,7 +497,7 @@ async def test_a_convex_outage_mid_run_loses_nothing(
     await convex_state(deployment, job_id, lambda j: j.get("currentStep") == 1)
     attempts = deployment.job(job_id).get("attempts")
 
-    emulator.kill()
+    deployment.emulator.kill()
     down_at = time.monotonic()
     for step_name in STEP_NAMES[1:]:
         await report_step(op, kube, namespace, name, step_name)
@@ -510,7 +521,7 @@ async def test_a_convex_outage_mid_run_loses_nothing(
     assert cr["status"]["phase"] == "Succeeded"
     assert time.monotonic() - down_at >= OUTAGE_S
 
-    emulator.start()
+    deployment.emulator.start()
     await status_is(deployment, job_id, "completed", timeout=60)
     assert_documents(deployment, job_id, course)
     assert deployment.job(job_id).get("attempts") == attempts  # never failed for the outage
@@ -521,11 +532,10 @@ async def test_a_convex_outage_mid_run_loses_nothing(
 async def test_an_operator_killed_mid_run_resumes_without_claiming_again(
     kube: KubeClient,
     namespace: str,
-    emulator: ConvexEmulator,
-    bridge_operators: BridgeOperators,
+    deployment: Deployment,
+    worker: BridgeOperators,
 ) -> None:
-    deployment = Deployment(emulator)
-    op = bridge_operators(deploy_key=not deployment.fondation)
+    op = worker()
     job_id = deployment.enqueue().job_id
     name = name_for(job_id, 1)
     await job_created(kube, namespace, name)
@@ -562,17 +572,16 @@ async def test_an_operator_killed_mid_run_resumes_without_claiming_again(
 async def test_jobs_without_prompt_user_or_token_fail_with_fondations_messages(
     kube: KubeClient,
     namespace: str,
-    emulator: ConvexEmulator,
-    bridge_operators: BridgeOperators,
+    deployment: Deployment,
+    worker: BridgeOperators,
 ) -> None:
-    deployment = Deployment(emulator)
-    seed = FondationSeed(emulator)
+    seed = FondationSeed(deployment.emulator)
     no_prompt = deployment.enqueue(prompt=None, token="ghp_plain").job_id
     no_token = deployment.enqueue(without_token=True).job_id
     removed = seed.pending_job("acme/gone", token="ghp_plain")
     seed.remove("users", removed.user_id)
     bad_token = deployment.enqueue(token="enc_v1_00:00:00").job_id
-    bridge_operators(deploy_key=False, ENCRYPTION_KEY=ENCRYPTION_KEY.get_secret_value())
+    worker(ENCRYPTION_KEY=ENCRYPTION_KEY.get_secret_value())
 
     for job_id, message in (
         (no_prompt, fondation.MISSING_PROMPT),
