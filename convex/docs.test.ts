@@ -29,7 +29,7 @@ async function claimed(
   t: Backend,
 ): Promise<{ jobId: Id<"jobs">; repositoryId: Id<"repositories"> }> {
   const jobId = await enqueue(t);
-  await t.mutation(api.jobs.claimOne, { workerId: "A" });
+  await t.mutation(api.queue.claimOne, { workerId: "A" });
   return { jobId, repositoryId: (await job(t, jobId)).repositoryId };
 }
 
@@ -114,6 +114,105 @@ describe("upsertFromJob", () => {
   });
 });
 
+describe("generations of a repository's course", () => {
+  test("publishing deletes the course an older job of the repository wrote", async () => {
+    const t = newBackend();
+    const first = await claimed(t);
+    const other = await enqueue(t, { repositoryUrl: "https://example.test/acme/other.git" });
+    await t.mutation(api.queue.claimOne, { workerId: "A" });
+    await t.mutation(api.docs.upsertFromJob, {
+      jobId: other,
+      repositoryId: (await job(t, other)).repositoryId,
+      summary,
+      files: [file("01_other", "x", "chapter", 0)],
+    });
+    await t.mutation(api.docs.upsertFromJob, {
+      ...first,
+      summary,
+      files: [file("01_old", "old", "chapter", 0)],
+    });
+    await t.mutation(api.queue.complete, { jobId: first.jobId, workerId: "A", docsCount: 1 });
+    const { jobId: second } = await t.mutation(api.jobs.regenerate, { jobId: first.jobId });
+    expect((await t.mutation(api.queue.claimOne, { workerId: "B" }))?.id).toBe(second);
+    const result = await t.mutation(api.docs.upsertFromJob, {
+      jobId: second,
+      repositoryId: first.repositoryId,
+      summary,
+      files: [file("01_new", "new", "chapter", 0), file("02_new", "new", "chapter", 1)],
+    });
+    expect(result).toMatchObject({ docsCount: 2, deleted: 1 });
+    const rows = await t.run(async (ctx) => await ctx.db.query("docs").collect());
+    expect(rows.map((r) => r.slug).sort()).toEqual(["01_new", "02_new", "01_other"].sort());
+    expect(await slugs(t, first.jobId)).toEqual([]);
+  });
+
+  test("an older job finishing late never deletes a newer job's course", async () => {
+    const t = newBackend();
+    const older = await claimed(t);
+    const newer = await claimed(t);
+    expect(newer.repositoryId).toBe(older.repositoryId);
+    await t.mutation(api.docs.upsertFromJob, {
+      ...newer,
+      summary,
+      files: [file("01_new", "new", "chapter", 0)],
+    });
+    const late = await t.mutation(api.docs.upsertFromJob, {
+      ...older,
+      summary,
+      files: [file("01_old", "old", "chapter", 0)],
+    });
+    expect(late.deleted).toBe(0);
+    expect(await slugs(t, newer.jobId)).toEqual(["01_new"]);
+  });
+
+  test("publishing leaves an older job's upload in progress alone", async () => {
+    const t = newBackend();
+    const older = await claimed(t);
+    const newer = await claimed(t);
+    const staged = { jobId: older.jobId, workerId: "A", attempt: 1, runId: "run-old" };
+    await t.mutation(api.docs.putBatch, { ...staged, files: [file("01_old", "old", "chapter", 0)] });
+    await t.mutation(api.docs.upsertFromJob, {
+      ...newer,
+      summary,
+      files: [file("01_new", "new", "chapter", 0)],
+    });
+    const committed = await t.mutation(api.docs.commitRun, { ...staged, summary, expectedCount: 1 });
+    expect(committed.docsCount).toBe(1);
+    expect(await slugs(t, older.jobId)).toEqual(["01_old"]);
+    expect(await slugs(t, newer.jobId)).toEqual(["01_new"]);
+  });
+
+  test("a regenerated job's course is refused unless its replacement failed", async () => {
+    const t = newBackend();
+    const old = await claimed(t);
+    const { jobId: fresh } = await t.mutation(api.jobs.regenerate, { jobId: old.jobId });
+    const upload = () =>
+      t.mutation(api.docs.upsertFromJob, {
+        ...old,
+        summary,
+        files: [file("01_old", "old", "chapter", 0)],
+      });
+    await expectRefusal(upload(), "SUPERSEDED");
+    await t.mutation(api.jobs.requestCancel, { jobId: fresh });
+    expect((await upload()).docsCount).toBe(1);
+  });
+
+  test("Fondation's call without workerId works while the job runs, not after a cancel", async () => {
+    const t = newBackend();
+    const { jobId, repositoryId } = await claimed(t);
+    const upload = () =>
+      t.mutation(api.docs.upsertFromJob, {
+        jobId,
+        repositoryId,
+        summary,
+        files: [file("01_intro", "a", "chapter", 0)],
+      });
+    expect((await upload()).docsCount).toBe(1);
+    await t.mutation(api.jobs.requestCancel, { jobId });
+    await expectRefusal(upload(), "JOB_CANCELED");
+  });
+});
+
 describe("putBatch + commitRun", () => {
   const holder = { workerId: "A", attempt: 1 };
 
@@ -147,7 +246,7 @@ describe("putBatch + commitRun", () => {
       summary,
       expectedCount: 3,
     });
-    expect(committed).toEqual({ docsCount: 3, deleted: 0 });
+    expect(committed).toEqual({ success: true, docsCount: 3, deleted: 0 });
     expect(await slugs(t, jobId)).toEqual(["01_a", "02_b", "index"]);
     // The commit and a batch of the committed run can be re-delivered.
     expect(
@@ -159,6 +258,7 @@ describe("putBatch + commitRun", () => {
         expectedCount: 3,
       }),
     ).toEqual({
+      success: true,
       docsCount: 3,
       deleted: 0,
     });
@@ -236,6 +336,7 @@ describe("putBatch + commitRun", () => {
         expectedCount: 1,
       }),
     ).toEqual({
+      success: true,
       docsCount: 1,
       deleted: 3,
     });
@@ -269,10 +370,10 @@ describe("putBatch + commitRun", () => {
   test("a stale worker can neither stage nor commit", async () => {
     const t = newBackend();
     const jobId = await enqueue(t);
-    await t.mutation(api.jobs.claimOne, { workerId: "A", leaseMs: 1_000 });
+    await t.mutation(api.queue.claimOne, { workerId: "A", leaseMs: 1_000 });
     await t.mutation(api.docs.putBatch, { jobId, ...holder, runId: "from-A", files: [file("a")] });
     setNow(T0 + 2_000);
-    await t.mutation(api.jobs.claimOne, { workerId: "B", leaseMs: 60_000 });
+    await t.mutation(api.queue.claimOne, { workerId: "B", leaseMs: 60_000 });
 
     await expectRefusal(
       t.mutation(api.docs.putBatch, { jobId, ...holder, runId: "from-A", files: [file("b")] }),

@@ -3,8 +3,12 @@
  *
  * Every row belongs to an upload run (`runId`); the job's document set is the
  * run named by `jobs.docsRunId`, so readers see either the previous set or
- * the new one, never a half-uploaded mix. Two ways in:
- * - `upsertFromJob`: the original worker's one-call replacement;
+ * the new one, never a half-uploaded mix. Publishing a set sets the job's
+ * `docsCount` and deletes the repository's older generations, as Fondation's
+ * `upsertFromJob` does, except that a newer job's course is never deleted
+ * and a job `jobs:regenerate` replaced is refused (SUPERSEDED) while its
+ * replacement has not failed. Two ways in:
+ * - `upsertFromJob`: Fondation's one-call replacement, same arguments;
  * - `putBatch` (any number of times, idempotent by (job, run, slug)) then
  *   `commitRun`: for courses too big for one call, safe to re-deliver.
  */
@@ -20,7 +24,13 @@ import {
 } from "./_generated/server";
 import { checkFiles, checkRunId, inCourseOrder, sameDocument, toDocFields } from "./lib/documents";
 import { refuse } from "./lib/errors";
-import { assertHolder, assertRunningHolder, identifies, loadJob } from "./lib/lease";
+import {
+  assertActive,
+  assertHolder,
+  assertRunningHolder,
+  identifies,
+  loadJob,
+} from "./lib/lease";
 import { MAX_DOCS_PER_RUN } from "./lib/limits";
 import { docFile, docsSummary, type DocsSummary } from "./lib/validators";
 
@@ -55,19 +65,65 @@ async function deleteOtherRuns(
   return deleted;
 }
 
+/** Refuses the course of a job that `jobs:regenerate` replaced, unless the replacement failed. */
+async function assertNotSuperseded(db: DatabaseReader, job: Doc<"jobs">): Promise<void> {
+  if (job.supersededBy === undefined) return;
+  const replacement = await db.get(job.supersededBy);
+  if (
+    replacement === null ||
+    replacement.status === "failed" ||
+    replacement.status === "canceled" ||
+    replacement.status === "dead"
+  ) {
+    return;
+  }
+  refuse("SUPERSEDED", `job ${job._id} was superseded by job ${replacement._id}`, {
+    jobId: job._id,
+    newerJobId: replacement._id,
+  });
+}
+
+/**
+ * Deletes the courses older jobs of the repository published; returns how
+ * many documents. A newer job's course is never touched (an older job
+ * finishing late does not replace it), nor an older job's upload still in
+ * progress (its run is not published yet).
+ */
+async function deleteOlderGenerations(ctx: MutationCtx, job: Doc<"jobs">): Promise<number> {
+  const rows = await ctx.db
+    .query("docs")
+    .withIndex("by_repository", (q) => q.eq("repositoryId", job.repositoryId))
+    .collect();
+  const writers = new Map<Id<"jobs">, Doc<"jobs"> | null>();
+  let deleted = 0;
+  for (const row of rows) {
+    if (row.jobId === job._id) continue;
+    if (!writers.has(row.jobId)) writers.set(row.jobId, await ctx.db.get(row.jobId));
+    const writer = writers.get(row.jobId) ?? null;
+    const older = writer === null || writer._creationTime < job._creationTime;
+    if (older && (writer === null || row.runId === writer.docsRunId)) {
+      await ctx.db.delete(row._id);
+      deleted++;
+    }
+  }
+  return deleted;
+}
+
 async function publishRun(
   ctx: MutationCtx,
   job: Doc<"jobs">,
   runId: string,
   docsCount: number,
   summary: DocsSummary,
-): Promise<void> {
+): Promise<number> {
+  const deleted = (await deleteOtherRuns(ctx, job._id, runId)) + (await deleteOlderGenerations(ctx, job));
   await ctx.db.patch(job._id, {
     docsRunId: runId,
     docsCount,
     docsSummary: summary,
     updatedAt: Date.now(),
   });
+  return deleted;
 }
 
 export const upsertFromJob = mutation({
@@ -84,29 +140,29 @@ export const upsertFromJob = mutation({
     const job = await loadJob(ctx.db, args.jobId);
     const caller = { workerId: args.workerId, attempt: args.attempt };
     assertHolder(job, caller);
-    if (identifies(caller) || job.status === "canceled" || job.status === "dead") {
-      assertRunningHolder(job, caller);
+    // Re-delivery of the upload that is already the finished job's course.
+    if (job.status === "completed" && args.runId !== undefined && args.runId === job.docsRunId) {
+      return { success: true, docsCount: job.docsCount ?? 0, runId: args.runId, deleted: 0 };
     }
+    if (identifies(caller)) assertRunningHolder(job, caller);
+    else assertActive(job);
     if (args.repositoryId !== job.repositoryId) {
       refuse("INVALID_ARGUMENT", `job ${job._id} belongs to another repository`, {
         field: "repositoryId",
       });
     }
+    await assertNotSuperseded(ctx.db, job);
     checkFiles(args.files);
     const now = Date.now();
     const runId = args.runId ?? `upsert-${now}`;
     checkRunId(runId);
-    const deleted = await deleteOtherRuns(ctx, job._id, runId);
     // Replacing the same run again (a re-delivered call) replaces its rows too.
     for (const row of await runDocs(ctx.db, job._id, runId)) await ctx.db.delete(row._id);
-    const docIds: Id<"docs">[] = [];
     for (const file of args.files) {
-      docIds.push(
-        await ctx.db.insert("docs", toDocFields(job, job.repositoryId, runId, file, now)),
-      );
+      await ctx.db.insert("docs", toDocFields(job, job.repositoryId, runId, file, now));
     }
-    await publishRun(ctx, job, runId, args.files.length, args.summary);
-    return { docsCount: args.files.length, docIds, runId, deleted };
+    const deleted = await publishRun(ctx, job, runId, args.files.length, args.summary);
+    return { success: true, docsCount: args.files.length, runId, deleted };
   },
 });
 
@@ -121,6 +177,7 @@ export const putBatch = mutation({
   handler: async (ctx, args) => {
     const job = await loadJob(ctx.db, args.jobId);
     assertRunningHolder(job, { workerId: args.workerId, attempt: args.attempt });
+    await assertNotSuperseded(ctx.db, job);
     checkRunId(args.runId);
     checkFiles(args.files);
     const committed = job.docsRunId === args.runId;
@@ -202,10 +259,10 @@ export const commitRun = mutation({
         },
       );
     }
-    if (alreadyCommitted) return { docsCount: rows.length, deleted: 0 };
-    const deleted = await deleteOtherRuns(ctx, job._id, args.runId);
-    await publishRun(ctx, job, args.runId, rows.length, args.summary);
-    return { docsCount: rows.length, deleted };
+    if (alreadyCommitted) return { success: true, docsCount: rows.length, deleted: 0 };
+    await assertNotSuperseded(ctx.db, job);
+    const deleted = await publishRun(ctx, job, args.runId, rows.length, args.summary);
+    return { success: true, docsCount: rows.length, deleted };
   },
 });
 

@@ -1,242 +1,30 @@
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 
-import { api, internal } from "./_generated/api";
-import { RETRY_BASE_MS } from "./lib/limits";
-import { T0, enqueue, expectRefusal, job, newBackend, setNow } from "./test.helpers";
+import { api } from "./_generated/api";
+import type { Id } from "./_generated/dataModel";
+import { CANCELED_BY_USER } from "./jobs";
+import { MAX_LOG_ENTRIES_PER_JOB, MAX_LOG_MESSAGE_CHARS } from "./lib/limits";
+import { T0, enqueue, expectRefusal, job, newBackend, setNow, type Backend } from "./test.helpers";
 
 beforeEach(() => setNow(T0));
 afterEach(() => vi.useRealTimers());
 
-describe("claimOne", () => {
-  test("hands out the oldest ready job once, then the next, then nothing", async () => {
-    const t = newBackend();
-    const first = await enqueue(t);
-    setNow(T0 + 10);
-    const second = await enqueue(t);
+async function user(t: Backend, githubId: string): Promise<Id<"users">> {
+  return await t.run(
+    async (ctx) => await ctx.db.insert("users", { githubId, username: githubId, createdAt: T0 }),
+  );
+}
 
-    const a = await t.mutation(api.jobs.claimOne, { workerId: "A", leaseMs: 60_000 });
-    const b = await t.mutation(api.jobs.claimOne, { workerId: "B", leaseMs: 60_000 });
-    const c = await t.mutation(api.jobs.claimOne, { workerId: "C", leaseMs: 60_000 });
-
-    expect(a?._id).toBe(first);
-    expect(b?._id).toBe(second);
-    expect(c).toBeNull();
-    expect(a).toMatchObject({
-      id: first,
-      status: "claimed",
-      workerId: "A",
-      attempts: 1,
-      attempt: 1,
-      maxAttempts: 3,
-      leaseExpiresAt: T0 + 10 + 60_000,
-      repositoryUrl: "https://example.test/acme/widgets.git",
-      language: "fr",
-      prompt: "Explain the code base",
-    });
-    expect(a?.callbackToken).toMatch(/^[0-9a-f]{64}$/);
-    expect(a?.leaseId).not.toBe(b?.leaseId);
-  });
-
-  test("leaves a job alone until its runAt", async () => {
-    const t = newBackend();
-    await enqueue(t, { runAt: T0 + 5_000 });
-    expect(await t.mutation(api.jobs.claimOne, { workerId: "A" })).toBeNull();
-    setNow(T0 + 5_000);
-    expect(await t.mutation(api.jobs.claimOne, { workerId: "A" })).not.toBeNull();
-  });
-
-  test("takes back a job whose lease expired, as a new attempt", async () => {
+describe("getJob, getById and getJobByRepository", () => {
+  test("return the row, or the repository's newest job", async () => {
     const t = newBackend();
     const jobId = await enqueue(t);
-    await t.mutation(api.jobs.claimOne, { workerId: "A", leaseMs: 1_000 });
-
-    setNow(T0 + 1_000);
-    expect(await t.mutation(api.jobs.claimOne, { workerId: "B", leaseMs: 1_000 })).toBeNull();
-
-    setNow(T0 + 1_001);
-    const retaken = await t.mutation(api.jobs.claimOne, { workerId: "B", leaseMs: 1_000 });
-    expect(retaken).toMatchObject({ _id: jobId, workerId: "B", attempts: 2, status: "claimed" });
-  });
-
-  test("a heartbeat keeps the job from being taken back", async () => {
-    const t = newBackend();
-    const jobId = await enqueue(t);
-    await t.mutation(api.jobs.claimOne, { workerId: "A", leaseMs: 1_000 });
-    setNow(T0 + 900);
-    const beat = await t.mutation(api.jobs.heartbeat, {
-      jobId,
-      workerId: "A",
-      leaseMs: 1_000,
-      attempt: 1,
-    });
-    expect(beat.leaseExpiresAt).toBe(T0 + 1_900);
-
-    setNow(T0 + 1_500);
-    expect(await t.mutation(api.jobs.claimOne, { workerId: "B" })).toBeNull();
-    setNow(T0 + 1_901);
-    expect(await t.mutation(api.jobs.claimOne, { workerId: "B" })).toMatchObject({ _id: jobId });
-  });
-
-  test("retires, rather than retries, a job whose last attempt lost its lease", async () => {
-    const t = newBackend();
-    const jobId = await enqueue(t, { maxAttempts: 1 });
-    await t.mutation(api.jobs.claimOne, { workerId: "A", leaseMs: 1_000 });
-    setNow(T0 + 2_000);
-    expect(await t.mutation(api.jobs.claimOne, { workerId: "B" })).toBeNull();
-    expect(await job(t, jobId)).toMatchObject({ status: "dead", attempts: 1 });
-  });
-
-  test("claims a job written by the original backend, without attempts or runAt", async () => {
-    const t = newBackend();
-    const jobId = await t.run(async (ctx) => {
-      const repositoryId = await ctx.db.insert("repositories", { name: "w", fullName: "acme/w" });
-      return await ctx.db.insert("jobs", {
-        repositoryId,
-        prompt: "p",
-        status: "pending",
-        callbackToken: "token",
-        createdAt: T0 - 1,
-      });
-    });
-    const claimed = await t.mutation(api.jobs.claimOne, { workerId: "A" });
-    expect(claimed).toMatchObject({ _id: jobId, attempts: 1, attempt: 1, maxAttempts: 3 });
-  });
-
-  test("refuses a lease outside its bounds", async () => {
-    const t = newBackend();
-    await enqueue(t);
-    await expectRefusal(
-      t.mutation(api.jobs.claimOne, { workerId: "A", leaseMs: 0 }),
-      "INVALID_ARGUMENT",
-    );
-    await expectRefusal(
-      t.mutation(api.jobs.claimOne, { workerId: "", leaseMs: 1_000 }),
-      "INVALID_ARGUMENT",
-    );
-  });
-});
-
-describe("a stale worker's late calls", () => {
-  /** Worker A claims, stalls past its lease, worker B takes the job over. */
-  async function takenOver() {
-    const t = newBackend();
-    const jobId = await enqueue(t);
-    const first = await t.mutation(api.jobs.claimOne, { workerId: "A", leaseMs: 1_000 });
-    setNow(T0 + 5_000);
-    const second = await t.mutation(api.jobs.claimOne, { workerId: "B", leaseMs: 60_000 });
-    expect(second?.attempt).toBe(2);
-    return { t, jobId, token: first!.callbackToken };
-  }
-
-  test("heartbeat is refused", async () => {
-    const { t, jobId } = await takenOver();
-    await expectRefusal(
-      t.mutation(api.jobs.heartbeat, { jobId, workerId: "A", leaseMs: 1_000 }),
-      "LEASE_LOST",
-    );
-  });
-
-  test("updateStatus is refused and leaves the new holder's progress alone", async () => {
-    const { t, jobId, token } = await takenOver();
-    await t.mutation(api.jobs.updateStatus, {
-      jobId,
-      status: "analyzing",
-      callbackToken: token,
-      workerId: "B",
-      attempt: 2,
-      progress: "Étape 4/6: Génération des chapitres",
-      currentStep: 4,
-      totalSteps: 6,
-    });
-    await expectRefusal(
-      t.mutation(api.jobs.updateStatus, {
-        jobId,
-        status: "cloning",
-        callbackToken: token,
-        workerId: "A",
-        attempt: 1,
-        progress: "Étape 1/6",
-      }),
-      "LEASE_LOST",
-    );
-    expect(await job(t, jobId)).toMatchObject({
-      status: "analyzing",
-      progress: "Étape 4/6: Génération des chapitres",
-      currentStep: 4,
-      totalSteps: 6,
-    });
-  });
-
-  test("complete is refused", async () => {
-    const { t, jobId } = await takenOver();
-    await expectRefusal(
-      t.mutation(api.jobs.complete, {
-        jobId,
-        workerId: "A",
-        attempt: 1,
-        result: { success: true },
-      }),
-      "LEASE_LOST",
-    );
-    expect((await job(t, jobId)).status).toBe("claimed");
-  });
-
-  test("retryOrFail is refused", async () => {
-    const { t, jobId } = await takenOver();
-    await expectRefusal(
-      t.mutation(api.jobs.retryOrFail, { jobId, workerId: "A", attempt: 1, error: "boom" }),
-      "LEASE_LOST",
-    );
-    expect((await job(t, jobId)).status).toBe("claimed");
-  });
-
-  test("upsertFromJob is refused and the documents stay the new holder's", async () => {
-    const { t, jobId } = await takenOver();
     const row = await job(t, jobId);
-    const summary = { chaptersCount: 1, tutorialsCount: 0, generatedAt: T0 };
-    const file = (content: string) => ({
-      slug: "01_intro",
-      title: "Intro",
-      kind: "chapter" as const,
-      chapterIndex: 0,
-      content,
-    });
-    await t.mutation(api.docs.upsertFromJob, {
-      jobId,
-      repositoryId: row.repositoryId,
-      files: [file("new")],
-      summary,
-      workerId: "B",
-      attempt: 2,
-    });
-    await expectRefusal(
-      t.mutation(api.docs.upsertFromJob, {
-        jobId,
-        repositoryId: row.repositoryId,
-        files: [file("old")],
-        summary,
-        workerId: "A",
-        attempt: 1,
-      }),
-      "LEASE_LOST",
-    );
-    const docs = await t.query(api.docs.listByJob, { jobId });
-    expect(docs.map((d) => d.content)).toEqual(["new"]);
-  });
-
-  test("the same worker's previous attempt is refused as stale", async () => {
-    const t = newBackend();
-    const jobId = await enqueue(t);
-    await t.mutation(api.jobs.claimOne, { workerId: "A", leaseMs: 1_000 });
-    setNow(T0 + 5_000);
-    await t.mutation(api.jobs.claimOne, { workerId: "A", leaseMs: 60_000 });
-    await expectRefusal(
-      t.mutation(api.jobs.heartbeat, { jobId, workerId: "A", attempt: 1 }),
-      "STALE_ATTEMPT",
-    );
-    expect(
-      (await t.mutation(api.jobs.heartbeat, { jobId, workerId: "A", attempt: 2 })).attempt,
-    ).toBe(2);
+    expect(await t.query(api.jobs.getJob, { jobId })).toEqual(row);
+    expect(await t.query(api.jobs.getById, { id: jobId })).toEqual(row);
+    const { jobId: newer } = await t.mutation(api.jobs.regenerate, { jobId });
+    const latest = await t.query(api.jobs.getJobByRepository, { repositoryId: row.repositoryId });
+    expect(latest?._id).toBe(newer);
   });
 });
 
@@ -244,28 +32,30 @@ describe("updateStatus", () => {
   test("needs the job's callback token", async () => {
     const t = newBackend();
     const jobId = await enqueue(t);
-    await t.mutation(api.jobs.claimOne, { workerId: "A" });
+    await t.mutation(api.queue.claimOne, { workerId: "A" });
     await expectRefusal(
       t.mutation(api.jobs.updateStatus, { jobId, status: "running", callbackToken: "nope" }),
       "INVALID_TOKEN",
     );
   });
 
-  test("keeps the original worker's unchecked calls working, until the job is finished", async () => {
+  test("keeps the token-only calls working, until the job is finished", async () => {
     const t = newBackend();
     const jobId = await enqueue(t);
-    const claimed = await t.mutation(api.jobs.claimOne, { workerId: "A" });
+    const claimed = await t.mutation(api.queue.claimOne, { workerId: "A" });
     const token = claimed!.callbackToken;
     await t.mutation(api.jobs.updateStatus, {
       jobId,
       status: "running",
       callbackToken: token,
-      progress: "Étape 2/6",
+      progress: "Initializing...",
     });
-    expect((await job(t, jobId)).progress).toBe("Étape 2/6");
-    await t.mutation(api.jobs.complete, {
+    expect((await job(t, jobId)).progress).toBe("Initializing...");
+    await t.mutation(api.jobs.updateStatus, {
       jobId,
-      result: { success: true, message: "Generated 3 documents" },
+      status: "failed",
+      callbackToken: token,
+      error: "User not found",
     });
     await expectRefusal(
       t.mutation(api.jobs.updateStatus, { jobId, status: "running", callbackToken: token }),
@@ -273,34 +63,16 @@ describe("updateStatus", () => {
     );
     // Re-delivering the finishing status is harmless.
     expect(
-      await t.mutation(api.jobs.updateStatus, { jobId, status: "completed", callbackToken: token }),
-    ).toEqual({
-      status: "completed",
-    });
-  });
-
-  test("refuses steps that do not add up", async () => {
-    const t = newBackend();
-    const jobId = await enqueue(t);
-    const claimed = await t.mutation(api.jobs.claimOne, { workerId: "A" });
-    await expectRefusal(
-      t.mutation(api.jobs.updateStatus, {
-        jobId,
-        status: "analyzing",
-        callbackToken: claimed!.callbackToken,
-        currentStep: 7,
-        totalSteps: 6,
-      }),
-      "INVALID_ARGUMENT",
-    );
+      await t.mutation(api.jobs.updateStatus, { jobId, status: "failed", callbackToken: token }),
+    ).toEqual({ success: true, status: "failed" });
+    expect(await job(t, jobId)).toMatchObject({ status: "failed", error: "User not found" });
   });
 
   test("a canceled job tells its worker so", async () => {
     const t = newBackend();
     const jobId = await enqueue(t);
-    const claimed = await t.mutation(api.jobs.claimOne, { workerId: "A" });
-    await t.mutation(internal.jobs.cancel, { jobId, reason: "user asked" });
-    await expectRefusal(t.mutation(api.jobs.heartbeat, { jobId, workerId: "A" }), "JOB_CANCELED");
+    const claimed = await t.mutation(api.queue.claimOne, { workerId: "A" });
+    await t.mutation(api.jobs.requestCancel, { jobId });
     await expectRefusal(
       t.mutation(api.jobs.updateStatus, {
         jobId,
@@ -314,115 +86,124 @@ describe("updateStatus", () => {
   });
 });
 
-describe("retryOrFail", () => {
-  test("backs off longer after each failure and gives up after maxAttempts", async () => {
-    const t = newBackend();
-    const jobId = await enqueue(t, { maxAttempts: 3 });
-    let now = T0;
-    const delays: number[] = [];
-    for (let attempt = 1; attempt <= 2; attempt++) {
-      const claimed = await t.mutation(api.jobs.claimOne, { workerId: "A" });
-      expect(claimed?.attempt).toBe(attempt);
-      const released = await t.mutation(api.jobs.retryOrFail, {
-        jobId,
-        workerId: "A",
-        attempt,
-        error: `failure ${attempt}`,
-      });
-      expect(released.status).toBe("pending");
-      delays.push(released.runAt - now);
-      // Not claimable before its backoff is over.
-      setNow(released.runAt - 1);
-      expect(await t.mutation(api.jobs.claimOne, { workerId: "A" })).toBeNull();
-      now = released.runAt;
-      setNow(now);
-    }
-    expect(delays).toEqual([RETRY_BASE_MS, 2 * RETRY_BASE_MS]);
-
-    const last = await t.mutation(api.jobs.claimOne, { workerId: "A" });
-    expect(last?.attempt).toBe(3);
-    const final = await t.mutation(api.jobs.retryOrFail, {
-      jobId,
-      workerId: "A",
-      attempt: 3,
-      error: "failure 3",
-    });
-    expect(final.status).toBe("dead");
-    expect(await job(t, jobId)).toMatchObject({ status: "dead", error: "failure 3", attempts: 3 });
-    setNow(now + 3_600_000);
-    expect(await t.mutation(api.jobs.claimOne, { workerId: "A" })).toBeNull();
-  });
-
-  test("a re-delivered call does not count twice", async () => {
+describe("cancel", () => {
+  test("requestCancel: canceled, cancelRequested, lockedBy kept; not twice", async () => {
     const t = newBackend();
     const jobId = await enqueue(t);
-    await t.mutation(api.jobs.claimOne, { workerId: "A" });
-    const once = await t.mutation(api.jobs.retryOrFail, {
-      jobId,
-      workerId: "A",
-      attempt: 1,
-      error: "x",
+    await t.mutation(api.queue.claimOne, { workerId: "A" });
+    expect(await t.mutation(api.jobs.requestCancel, { jobId })).toEqual({ success: true });
+    expect(await job(t, jobId)).toMatchObject({
+      status: "canceled",
+      cancelRequested: true,
+      lockedBy: "A",
+      error: CANCELED_BY_USER,
+      canceledAt: T0,
     });
-    const twice = await t.mutation(api.jobs.retryOrFail, {
-      jobId,
-      workerId: "A",
-      attempt: 1,
-      error: "x",
-    });
-    expect(twice).toEqual(once);
-    expect((await job(t, jobId)).attempts).toBe(1);
+    await expectRefusal(t.mutation(api.jobs.requestCancel, { jobId }), "JOB_FINISHED");
+    // Never taken back by a claim.
+    setNow(T0 + 3_600_000);
+    expect(await t.mutation(api.queue.claimOne, { workerId: "B" })).toBeNull();
   });
 
-  test("after a release the former holder's progress is refused", async () => {
+  test("cancelJob: failed, by the job's owner only", async () => {
     const t = newBackend();
-    const jobId = await enqueue(t);
-    const claimed = await t.mutation(api.jobs.claimOne, { workerId: "A" });
-    await t.mutation(api.jobs.retryOrFail, { jobId, workerId: "A", attempt: 1, error: "x" });
+    const owner = await user(t, "1");
+    const stranger = await user(t, "2");
+    const jobId = await enqueue(t, { userId: owner });
+    await t.mutation(api.queue.claimOne, { workerId: "A" });
     await expectRefusal(
-      t.mutation(api.jobs.updateStatus, {
-        jobId,
-        status: "running",
-        callbackToken: claimed!.callbackToken,
-        workerId: "A",
-        attempt: 1,
-      }),
-      "LEASE_LOST",
+      t.mutation(api.jobs.cancelJob, { jobId, userId: stranger }),
+      "INVALID_ARGUMENT",
+    );
+    expect(await t.mutation(api.jobs.cancelJob, { jobId, userId: owner })).toEqual({
+      success: true,
+      jobId,
+    });
+    expect(await job(t, jobId)).toMatchObject({ status: "failed", error: CANCELED_BY_USER });
+    await expectRefusal(
+      t.mutation(api.queue.heartbeat, { jobId, workerId: "A", status: "analyzing" }),
+      "JOB_FINISHED",
     );
   });
 });
 
-describe("complete", () => {
-  test("stores the result and is idempotent", async () => {
+describe("regenerate", () => {
+  test("queues a new job for the repository and supersedes the running one", async () => {
+    const t = newBackend();
+    const old = await enqueue(t);
+    await t.mutation(api.queue.claimOne, { workerId: "A" });
+    setNow(T0 + 100);
+    const { jobId: fresh } = await t.mutation(api.jobs.regenerate, { jobId: old });
+    const oldRow = await job(t, old);
+    expect(await job(t, fresh)).toMatchObject({
+      status: "pending",
+      repositoryId: oldRow.repositoryId,
+      prompt: oldRow.prompt,
+      language: "fr",
+      attempts: 0,
+      runAt: T0 + 100,
+    });
+    expect((await job(t, fresh)).callbackToken).not.toBe(oldRow.callbackToken);
+    await expectRefusal(
+      t.mutation(api.docs.upsertFromJob, {
+        jobId: old,
+        repositoryId: oldRow.repositoryId,
+        files: [{ slug: "a", title: "A", kind: "chapter", chapterIndex: 0, content: "late" }],
+        summary: { chaptersCount: 1, tutorialsCount: 0, generatedAt: T0 },
+      }),
+      "SUPERSEDED",
+    );
+  });
+});
+
+describe("logs", () => {
+  test("appendLog numbers lines per job and keeps only the newest", async () => {
     const t = newBackend();
     const jobId = await enqueue(t);
-    await t.mutation(api.jobs.claimOne, { workerId: "A" });
-    setNow(T0 + 42);
-    const result = {
-      success: true,
-      message: "Generated 12 documents",
-      documents: 12,
-      commit: "a".repeat(40),
-    };
-    await t.mutation(api.jobs.complete, {
+    const other = await enqueue(t);
+    await t.mutation(api.queue.claimOne, { workerId: "A" });
+    await t.mutation(api.jobs.appendLog, { jobId: other, level: "info", msg: "other job" });
+    const total = MAX_LOG_ENTRIES_PER_JOB + 30;
+    for (let i = 0; i < total; i++) {
+      await t.mutation(api.jobs.appendLog, {
+        jobId,
+        workerId: "A",
+        attempt: 1,
+        level: i % 2 === 0 ? "info" : "error",
+        msg: `line ${i}`,
+      });
+    }
+    const kept = await t.query(api.jobs.getLogs, { jobId });
+    expect(kept).toHaveLength(MAX_LOG_ENTRIES_PER_JOB);
+    expect(kept[0]).toMatchObject({ seq: 31, msg: "line 30", ts: T0, attempt: 1 });
+    expect(kept.at(-1)).toMatchObject({ seq: total, msg: `line ${total - 1}` });
+    // Another job's log is not trimmed by this one.
+    expect(await t.query(api.jobs.getLogs, { jobId: other })).toHaveLength(1);
+  });
+
+  test("truncates long lines", async () => {
+    const t = newBackend();
+    const jobId = await enqueue(t);
+    await t.mutation(api.jobs.appendLog, {
       jobId,
-      workerId: "A",
-      attempt: 1,
-      result,
-      docsCount: 12,
+      level: "error",
+      msg: "x".repeat(MAX_LOG_MESSAGE_CHARS * 2),
     });
-    await t.mutation(api.jobs.complete, {
-      jobId,
-      workerId: "A",
-      attempt: 1,
-      result,
-      docsCount: 12,
-    });
-    expect(await job(t, jobId)).toMatchObject({
-      status: "completed",
-      result,
-      docsCount: 12,
-      completedAt: T0 + 42,
-    });
-    expect((await job(t, jobId)).leaseExpiresAt).toBeUndefined();
+    const [entry] = await t.query(api.jobs.getLogs, { jobId });
+    expect(entry?.msg).toHaveLength(MAX_LOG_MESSAGE_CHARS);
+    expect(entry?.msg.endsWith("…")).toBe(true);
+  });
+
+  test("a stale worker's lines are refused", async () => {
+    const t = newBackend();
+    const jobId = await enqueue(t);
+    await t.mutation(api.queue.claimOne, { workerId: "A", leaseMs: 1_000 });
+    setNow(T0 + 2_000);
+    await t.mutation(api.queue.claimOne, { workerId: "B" });
+    await expectRefusal(
+      t.mutation(api.jobs.appendLog, { jobId, workerId: "A", attempt: 1, level: "info", msg: "late" }),
+      "LEASE_LOST",
+    );
+    expect(await t.query(api.jobs.getLogs, { jobId })).toHaveLength(0);
   });
 });

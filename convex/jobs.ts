@@ -1,182 +1,151 @@
 /**
- * The job queue: claim with a lease, keep the lease with heartbeats, report
- * progress, finish, retry with backoff.
+ * A job, under Fondation's names and arguments (DESIGN.md §6) besides the
+ * queue: read it, cancel it (the UI's two ways), regenerate its course as a
+ * new job, its bounded log, and the callback-token status write.
  *
- * Names and argument shapes of the public functions are the contract of the
- * original Fondation worker; the optional `workerId`/`attempt` arguments are
- * ours and turn on the lease checks of lib/lease.ts.
+ * What Fondation lacks: a cancel stops the job for good (its worker's later
+ * calls are refused rather than written over it), status writes are checked
+ * against the lease when the caller identifies itself, and the log keeps only
+ * the newest MAX_LOG_ENTRIES_PER_JOB lines.
  */
 import { v } from "convex/values";
 
 import type { Doc, Id } from "./_generated/dataModel";
-import { internalMutation, internalQuery, mutation, type MutationCtx } from "./_generated/server";
+import { internalMutation, internalQuery, mutation, query, type MutationCtx } from "./_generated/server";
 import { refuse } from "./lib/errors";
 import {
   assertHolder,
   assertRunningHolder,
   attemptOf,
-  checkLeaseMs,
   identifies,
   loadJob,
-  maxAttemptsOf,
   randomToken,
-  readySince,
   tokensEqual,
 } from "./lib/lease";
 import {
-  DEFAULT_LEASE_MS,
   DEFAULT_MAX_ATTEMPTS,
   MAX_ERROR_CHARS,
+  MAX_LOG_ENTRIES_PER_JOB,
+  MAX_LOG_MESSAGE_CHARS,
   MAX_MAX_ATTEMPTS,
-  MAX_PROGRESS_CHARS,
-  RETRY_BASE_MS,
-  RETRY_MAX_MS,
   truncate,
 } from "./lib/limits";
-import { ACTIVE_STATUSES, activeStatus, isTerminal, jobResult, jobStatus } from "./lib/validators";
-
-/** How many jobs without attempts left one claim may retire as `dead` before giving up. */
-const MAX_RETIREMENTS_PER_CLAIM = 10;
-
-/** Delay before attempt `attempt + 1` may start, after attempt `attempt` failed. */
-export function retryDelayMs(attempt: number): number {
-  return Math.min(RETRY_BASE_MS * 2 ** Math.max(attempt - 1, 0), RETRY_MAX_MS);
-}
-
-type Candidate = { job: Doc<"jobs">; readySince: number };
+import { isActive, isTerminal, jobResult, jobStatus, logLevel } from "./lib/validators";
+import { progressPatch } from "./queue";
 
 /**
- * The job that has waited longest: a pending job whose runAt has passed, or
- * an active one whose lease expired (its worker is presumed gone).
+ * The queue's functions under the names the operator's bridge used before
+ * it spoke `queue:*`. Remove once no deployed bridge calls `jobs:claimOne`.
  */
-async function oldestClaimable(ctx: MutationCtx, now: number): Promise<Candidate | null> {
-  const candidates: Candidate[] = [];
-  const pending = await ctx.db
-    .query("jobs")
-    .withIndex("by_status_runAt", (q) => q.eq("status", "pending").lte("runAt", now))
-    .first();
-  if (pending !== null) candidates.push({ job: pending, readySince: readySince(pending) });
-  for (const status of ACTIVE_STATUSES) {
-    const expired = await ctx.db
+export { claimOne, complete, heartbeat, retryOrFail } from "./queue";
+
+/** Fondation's words for a job canceled from the UI. */
+export const CANCELED_BY_USER = "Job cancelled by user";
+
+export const getJob = query({
+  args: { jobId: v.id("jobs") },
+  handler: async (ctx, { jobId }) => await ctx.db.get(jobId),
+});
+
+export const getById = query({
+  args: { id: v.id("jobs") },
+  handler: async (ctx, { id }) => await ctx.db.get(id),
+});
+
+/** The repository's newest job: a job that is not it was superseded. */
+export const getJobByRepository = query({
+  args: { repositoryId: v.id("repositories") },
+  handler: async (ctx, { repositoryId }) =>
+    await ctx.db
       .query("jobs")
-      // The lower bound skips documents without a lease, which sort first.
-      .withIndex("by_status_leaseExpiresAt", (q) =>
-        q.eq("status", status).gte("leaseExpiresAt", 0).lt("leaseExpiresAt", now),
-      )
-      .first();
-    if (expired !== null) {
-      candidates.push({ job: expired, readySince: expired.leaseExpiresAt ?? 0 });
-    }
-  }
-  candidates.sort(
-    (a, b) => a.readySince - b.readySince || a.job._creationTime - b.job._creationTime,
-  );
-  return candidates[0] ?? null;
-}
-
-export const claimOne = mutation({
-  args: { workerId: v.string(), leaseMs: v.optional(v.number()) },
-  handler: async (ctx, { workerId, leaseMs }) => {
-    if (workerId.length === 0) refuse("INVALID_ARGUMENT", "workerId must not be empty");
-    const lease = checkLeaseMs(leaseMs ?? DEFAULT_LEASE_MS);
-    const now = Date.now();
-    for (let retired = 0; retired <= MAX_RETIREMENTS_PER_CLAIM; retired++) {
-      const candidate = await oldestClaimable(ctx, now);
-      if (candidate === null) return null;
-      const { job } = candidate;
-      const attempts = attemptOf(job);
-      const maxAttempts = maxAttemptsOf(job);
-      if (attempts >= maxAttempts) {
-        // Its last allowed attempt died with its worker: retire it rather
-        // than start an attempt beyond maxAttempts.
-        await ctx.db.patch(job._id, {
-          status: "dead",
-          error: `no attempt left (${attempts}/${maxAttempts}) after the lease expired`,
-          leaseExpiresAt: undefined,
-          completedAt: now,
-          updatedAt: now,
-        });
-        continue;
-      }
-      const attempt = attempts + 1;
-      await ctx.db.patch(job._id, {
-        status: "claimed",
-        maxAttempts,
-        workerId,
-        leaseId: randomToken(),
-        leaseExpiresAt: now + lease,
-        attempts: attempt,
-        claimedAt: now,
-        updatedAt: now,
-        progress: undefined,
-        currentStep: undefined,
-        totalSteps: undefined,
-      });
-      const claimed = await loadJob(ctx.db, job._id);
-      // `id` and `attempt` spare callers a lookup: the original worker read `id`.
-      return { ...claimed, id: claimed._id, attempt };
-    }
-    return null;
-  },
+      .withIndex("by_repository", (q) => q.eq("repositoryId", repositoryId))
+      .order("desc")
+      .first(),
 });
 
-export const heartbeat = mutation({
-  args: {
-    jobId: v.id("jobs"),
-    workerId: v.string(),
-    leaseMs: v.optional(v.number()),
-    attempt: v.optional(v.number()),
-    // The original worker also reported progress through its heartbeat.
-    status: v.optional(activeStatus),
-    progress: v.optional(v.string()),
-    currentStep: v.optional(v.number()),
-    totalSteps: v.optional(v.number()),
-  },
-  handler: async (ctx, args) => {
-    const job = await loadJob(ctx.db, args.jobId);
-    // A lease that expired but was not claimed by anyone is still the
-    // holder's: refusing it would only waste the work done so far.
-    assertRunningHolder(job, { workerId: args.workerId, attempt: args.attempt });
+/** Statuses the UI may cancel. */
+function cancelable(job: Doc<"jobs">): boolean {
+  return job.status === "pending" || isActive(job.status);
+}
+
+/** The UI's cancel: `canceled`, `cancelRequested`; `lockedBy` stays, so its worker is told. */
+export const requestCancel = mutation({
+  args: { jobId: v.id("jobs") },
+  handler: async (ctx, { jobId }) => {
+    const job = await loadJob(ctx.db, jobId);
+    if (!cancelable(job)) {
+      refuse("JOB_FINISHED", "Job is not active and cannot be cancelled", {
+        jobId,
+        status: job.status,
+      });
+    }
     const now = Date.now();
-    const leaseExpiresAt = now + checkLeaseMs(args.leaseMs ?? DEFAULT_LEASE_MS);
-    checkSteps(args.currentStep, args.totalSteps ?? job.totalSteps);
     await ctx.db.patch(job._id, {
-      leaseExpiresAt,
+      status: "canceled",
+      cancelRequested: true,
+      error: CANCELED_BY_USER,
+      canceledAt: now,
+      completedAt: now,
       updatedAt: now,
-      ...(args.status !== undefined ? { status: args.status } : {}),
-      ...(args.progress !== undefined
-        ? { progress: truncate(args.progress, MAX_PROGRESS_CHARS) }
-        : {}),
-      ...(args.currentStep !== undefined ? { currentStep: args.currentStep } : {}),
-      ...(args.totalSteps !== undefined ? { totalSteps: args.totalSteps } : {}),
+      leaseUntil: undefined,
     });
-    return { leaseExpiresAt, status: args.status ?? job.status, attempt: attemptOf(job) };
+    return { success: true };
   },
 });
 
-function checkSteps(currentStep: number | undefined, totalSteps: number | undefined): void {
-  if (
-    totalSteps !== undefined &&
-    (!Number.isInteger(totalSteps) || totalSteps < 1 || totalSteps > 100)
-  ) {
-    refuse("INVALID_ARGUMENT", "totalSteps must be an integer between 1 and 100", {
-      field: "totalSteps",
+/** The UI's other cancel, by the job's owner: `failed`. */
+export const cancelJob = mutation({
+  args: { jobId: v.id("jobs"), userId: v.id("users") },
+  handler: async (ctx, { jobId, userId }) => {
+    const job = await loadJob(ctx.db, jobId);
+    if (job.userId !== userId) {
+      refuse("INVALID_ARGUMENT", "Unauthorized - you can only cancel your own jobs", {
+        field: "userId",
+      });
+    }
+    if (!cancelable(job)) {
+      refuse("JOB_FINISHED", "Cannot cancel job - it's not currently running", {
+        jobId,
+        status: job.status,
+      });
+    }
+    const now = Date.now();
+    await ctx.db.patch(job._id, {
+      status: "failed",
+      error: CANCELED_BY_USER,
+      progress: "Job was cancelled by user request",
+      canceledAt: now,
+      completedAt: now,
+      updatedAt: now,
+      leaseUntil: undefined,
     });
-  }
-  if (currentStep !== undefined) {
-    if (!Number.isInteger(currentStep) || currentStep < 0) {
-      refuse("INVALID_ARGUMENT", "currentStep must be a non-negative integer", {
-        field: "currentStep",
-      });
-    }
-    if (totalSteps !== undefined && currentStep > totalSteps) {
-      refuse("INVALID_ARGUMENT", `currentStep ${currentStep} is past totalSteps ${totalSteps}`, {
-        field: "currentStep",
-      });
-    }
-  }
-}
+    return { success: true, jobId };
+  },
+});
 
+/**
+ * A new pending job for the same repository. The old one is superseded:
+ * docs:upsertFromJob and docs:commitRun refuse its course from now on.
+ */
+export const regenerate = mutation({
+  args: { jobId: v.id("jobs") },
+  handler: async (ctx, { jobId }) => {
+    const job = await loadJob(ctx.db, jobId);
+    const newJobId = await insertJob(ctx, {
+      repositoryId: job.repositoryId,
+      userId: job.userId,
+      prompt: job.prompt,
+      repositoryUrl: job.repositoryUrl,
+      branch: job.branch,
+      language: job.language,
+      maxAttempts: job.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+    });
+    await ctx.db.patch(job._id, { supersededBy: newJobId, updatedAt: Date.now() });
+    return { success: true, jobId: newJobId };
+  },
+});
+
+/** A status write checked by the job's callback token (and the lease, when the caller says who it is). */
 export const updateStatus = mutation({
   args: {
     jobId: v.id("jobs"),
@@ -185,6 +154,7 @@ export const updateStatus = mutation({
     progress: v.optional(v.string()),
     currentStep: v.optional(v.number()),
     totalSteps: v.optional(v.number()),
+    result: v.optional(jobResult),
     error: v.optional(v.string()),
     workerId: v.optional(v.string()),
     attempt: v.optional(v.number()),
@@ -198,7 +168,7 @@ export const updateStatus = mutation({
     assertHolder(job, caller);
     if (isTerminal(job.status)) {
       // Re-delivery of the call that finished the job is harmless.
-      if (args.status === job.status) return { status: job.status };
+      if (args.status === job.status) return { success: true, status: job.status };
       if (job.status === "canceled") {
         refuse("JOB_CANCELED", `job ${job._id} was canceled`, {
           jobId: job._id,
@@ -211,99 +181,103 @@ export const updateStatus = mutation({
       });
     }
     if (identifies(caller)) assertRunningHolder(job, caller);
-    checkSteps(args.currentStep, args.totalSteps ?? job.totalSteps);
     const now = Date.now();
-    const patch: Partial<Doc<"jobs">> = { status: args.status, updatedAt: now };
-    if (args.progress !== undefined) patch.progress = truncate(args.progress, MAX_PROGRESS_CHARS);
-    if (args.currentStep !== undefined) patch.currentStep = args.currentStep;
-    if (args.totalSteps !== undefined) patch.totalSteps = args.totalSteps;
+    const patch: Partial<Doc<"jobs">> = {
+      status: args.status,
+      updatedAt: now,
+      ...progressPatch(job, args),
+    };
+    if (args.result !== undefined) patch.result = args.result;
     if (args.error !== undefined) patch.error = truncate(args.error, MAX_ERROR_CHARS);
     if (isTerminal(args.status)) {
       patch.completedAt = now;
-      patch.leaseExpiresAt = undefined;
+      patch.leaseUntil = undefined;
       if (args.status === "canceled") patch.canceledAt = now;
     } else if (args.status === "pending") {
       // Handing the job back: claimable at once, by anyone.
-      patch.leaseExpiresAt = undefined;
+      patch.leaseUntil = undefined;
+      patch.lockedBy = undefined;
       patch.runAt = now;
     }
     await ctx.db.patch(job._id, patch);
-    return { status: args.status };
+    return { success: true, status: args.status };
   },
 });
 
-export const complete = mutation({
+export const appendLog = mutation({
   args: {
     jobId: v.id("jobs"),
-    result: jobResult,
-    workerId: v.optional(v.string()),
-    attempt: v.optional(v.number()),
-    docsCount: v.optional(v.number()),
-  },
-  handler: async (ctx, args) => {
-    const job = await loadJob(ctx.db, args.jobId);
-    const caller = { workerId: args.workerId, attempt: args.attempt };
-    assertHolder(job, caller);
-    if (job.status === "completed") return { status: job.status };
-    if (identifies(caller) || isTerminal(job.status)) assertRunningHolder(job, caller);
-    const now = Date.now();
-    await ctx.db.patch(job._id, {
-      status: "completed",
-      result: args.result,
-      completedAt: now,
-      updatedAt: now,
-      leaseExpiresAt: undefined,
-      error: undefined,
-      ...(args.docsCount !== undefined ? { docsCount: args.docsCount } : {}),
-    });
-    return { status: "completed" as const };
-  },
-});
-
-export const retryOrFail = mutation({
-  args: {
-    jobId: v.id("jobs"),
-    error: v.string(),
+    level: logLevel,
+    msg: v.string(),
+    step: v.optional(v.string()),
     workerId: v.optional(v.string()),
     attempt: v.optional(v.number()),
   },
   handler: async (ctx, args) => {
     const job = await loadJob(ctx.db, args.jobId);
-    const caller = { workerId: args.workerId, attempt: args.attempt };
-    assertHolder(job, caller);
-    // Re-delivery of a call that already released this attempt.
-    if (
-      identifies(caller) &&
-      (job.status === "pending" || job.status === "dead") &&
-      job.leaseExpiresAt === undefined
-    ) {
-      return { status: job.status, attempts: attemptOf(job), runAt: readySince(job) };
-    }
-    assertRunningHolder(job, caller);
-    const now = Date.now();
-    const error = truncate(args.error, MAX_ERROR_CHARS);
-    const attempts = attemptOf(job);
-    if (attempts >= maxAttemptsOf(job)) {
-      await ctx.db.patch(job._id, {
-        status: "dead",
-        error,
-        completedAt: now,
-        updatedAt: now,
-        leaseExpiresAt: undefined,
-      });
-      return { status: "dead" as const, attempts, runAt: readySince(job) };
-    }
-    const runAt = now + retryDelayMs(attempts);
-    await ctx.db.patch(job._id, {
-      status: "pending",
-      error,
-      runAt,
-      updatedAt: now,
-      leaseExpiresAt: undefined,
+    // Late lines of the holder are still worth keeping once the job is
+    // finished; lines of a worker that lost the job are not.
+    assertHolder(job, { workerId: args.workerId, attempt: args.attempt });
+    const kept = await ctx.db
+      .query("jobLogs")
+      .withIndex("by_job_seq", (q) => q.eq("jobId", job._id))
+      .collect();
+    const seq = (kept.at(-1)?.seq ?? 0) + 1;
+    await ctx.db.insert("jobLogs", {
+      jobId: job._id,
+      ts: Date.now(),
+      seq,
+      level: args.level,
+      msg: truncate(args.msg, MAX_LOG_MESSAGE_CHARS),
+      attempt: args.attempt ?? attemptOf(job),
+      ...(args.step !== undefined ? { step: args.step } : {}),
     });
-    return { status: "pending" as const, attempts, runAt };
+    const excess = kept.length + 1 - MAX_LOG_ENTRIES_PER_JOB;
+    for (const old of kept.slice(0, Math.max(excess, 0))) await ctx.db.delete(old._id);
+    return { success: true, seq, dropped: Math.max(excess, 0) };
   },
 });
+
+/** The job's log, oldest first. */
+export const getLogs = query({
+  args: { jobId: v.id("jobs") },
+  handler: async (ctx, { jobId }) =>
+    await ctx.db
+      .query("jobLogs")
+      .withIndex("by_job_seq", (q) => q.eq("jobId", jobId))
+      .collect(),
+});
+
+type NewJob = {
+  repositoryId: Id<"repositories">;
+  userId?: Id<"users"> | undefined;
+  prompt?: string | undefined;
+  repositoryUrl?: string | undefined;
+  branch?: string | undefined;
+  language?: string | undefined;
+  maxAttempts: number;
+  runAt?: number | undefined;
+  callbackToken?: string | undefined;
+};
+
+async function insertJob(ctx: MutationCtx, job: NewJob): Promise<Id<"jobs">> {
+  const now = Date.now();
+  return await ctx.db.insert("jobs", {
+    repositoryId: job.repositoryId,
+    status: "pending",
+    callbackToken: job.callbackToken ?? randomToken(),
+    attempts: 0,
+    maxAttempts: job.maxAttempts,
+    runAt: job.runAt ?? now,
+    createdAt: now,
+    updatedAt: now,
+    ...(job.userId !== undefined ? { userId: job.userId } : {}),
+    ...(job.prompt !== undefined ? { prompt: job.prompt } : {}),
+    ...(job.repositoryUrl !== undefined ? { repositoryUrl: job.repositoryUrl } : {}),
+    ...(job.branch !== undefined ? { branch: job.branch } : {}),
+    ...(job.language !== undefined ? { language: job.language } : {}),
+  });
+}
 
 /** Inserts a pending job: used by tests, benchmarks and the operator's tooling. */
 export const enqueue = internalMutation({
@@ -324,29 +298,12 @@ export const enqueue = internalMutation({
       refuse(
         "INVALID_ARGUMENT",
         `maxAttempts must be an integer between 1 and ${MAX_MAX_ATTEMPTS}`,
-        {
-          field: "maxAttempts",
-        },
+        { field: "maxAttempts" },
       );
     }
     const repositoryId =
       args.repositoryId ?? (await repositoryFor(ctx, args.repositoryUrl, args.userId));
-    const now = Date.now();
-    return await ctx.db.insert("jobs", {
-      repositoryId,
-      prompt: args.prompt ?? "",
-      status: "pending",
-      callbackToken: args.callbackToken ?? randomToken(),
-      attempts: 0,
-      maxAttempts,
-      runAt: args.runAt ?? now,
-      createdAt: now,
-      updatedAt: now,
-      ...(args.repositoryUrl !== undefined ? { repositoryUrl: args.repositoryUrl } : {}),
-      ...(args.branch !== undefined ? { branch: args.branch } : {}),
-      ...(args.language !== undefined ? { language: args.language } : {}),
-      ...(args.userId !== undefined ? { userId: args.userId } : {}),
-    });
+    return await insertJob(ctx, { ...args, repositoryId, maxAttempts });
   },
 });
 
@@ -373,26 +330,7 @@ async function repositoryFor(
   });
 }
 
-/** Cancels a job that has not finished; its worker learns it at its next call. */
-export const cancel = internalMutation({
-  args: { jobId: v.id("jobs"), reason: v.optional(v.string()) },
-  handler: async (ctx, { jobId, reason }) => {
-    const job = await loadJob(ctx.db, jobId);
-    if (isTerminal(job.status)) return { status: job.status };
-    const now = Date.now();
-    await ctx.db.patch(job._id, {
-      status: "canceled",
-      canceledAt: now,
-      completedAt: now,
-      updatedAt: now,
-      leaseExpiresAt: undefined,
-      ...(reason !== undefined ? { error: truncate(reason, MAX_ERROR_CHARS) } : {}),
-    });
-    return { status: "canceled" as const };
-  },
-});
-
-/** The whole job row, callback token included: for admin callers and tests. */
+/** The whole job row: for admin callers and tests. */
 export const get = internalQuery({
   args: { jobId: v.id("jobs") },
   handler: async (ctx, { jobId }) => await ctx.db.get(jobId),

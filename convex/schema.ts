@@ -1,10 +1,14 @@
 /**
- * The Convex data model shared with the Fondation web app.
+ * The Convex data model: Fondation's own (DESIGN.md §6), extended.
  *
- * `jobs` and `docs` keep the field names the web app and its original worker
- * use, so the app shows our courses unchanged; the fields the original schema
- * lacked (lease, attempt, run bookkeeping) are additions, optional wherever a
- * document written by the original backend may lack them.
+ * Every table and field of a Fondation deployment is here with a validator
+ * that accepts what Fondation stores, so the project's functions can be
+ * installed over a Fondation deployment's data and its UI keeps reading the
+ * fields it knows; schema.test.ts checks this against the fake of
+ * Fondation's functions in tests/fakes/fondation_convex/. What Fondation
+ * lacks (the claim counter behind the attempt checks, upload runs, the
+ * course's language and branch, document digests) is added as optional
+ * fields, so rows Fondation wrote stay valid.
  *
  * `docs` mirrors `Document` in contracts/fondation_contracts/course.py: keep
  * the two in step.
@@ -15,19 +19,25 @@ import { v } from "convex/values";
 import { docKind, docsSummary, jobResult, jobStatus, logLevel } from "./lib/validators";
 
 export default defineSchema({
-  // Only what jobs reference: the web app owns the rest of these tables.
   users: defineTable({
-    githubId: v.optional(v.string()),
+    githubId: v.string(),
     username: v.string(),
+    email: v.optional(v.string()),
+    avatarUrl: v.optional(v.string()),
+    // As the web app stores it: `enc_v1_...`, `obf_...` or plain text.
+    githubAccessToken: v.optional(v.string()),
     createdAt: v.number(),
   }).index("by_github_id", ["githubId"]),
 
   repositories: defineTable({
+    // Absent on repositories created for jobs submitted without the web app.
     userId: v.optional(v.id("users")),
+    githubRepoId: v.optional(v.string()),
     name: v.string(),
     fullName: v.string(),
-    url: v.optional(v.string()),
+    description: v.optional(v.string()),
     defaultBranch: v.optional(v.string()),
+    url: v.optional(v.string()),
   })
     .index("by_user", ["userId"])
     .index("by_url", ["url"]),
@@ -35,59 +45,65 @@ export default defineSchema({
   jobs: defineTable({
     userId: v.optional(v.id("users")),
     repositoryId: v.id("repositories"),
-    repositoryUrl: v.optional(v.string()),
-    branch: v.optional(v.string()),
-    prompt: v.string(),
-    language: v.optional(v.string()),
+    prompt: v.optional(v.string()),
     status: jobStatus,
     callbackToken: v.string(),
-    // Attempts started so far: the current attempt's number once claimed.
-    // Optional, like runAt, because jobs written by the original backend may
-    // lack them; lib/lease.ts reads them with their defaults.
-    attempts: v.optional(v.number()),
-    maxAttempts: v.optional(v.number()),
-    // Earliest time the job may be claimed: creation time, or the end of a
-    // retry backoff.
-    runAt: v.optional(v.number()),
     createdAt: v.number(),
     updatedAt: v.optional(v.number()),
-    // The lease: who holds the job and until when.
-    workerId: v.optional(v.string()),
-    leaseId: v.optional(v.string()),
-    leaseExpiresAt: v.optional(v.number()),
-    claimedAt: v.optional(v.number()),
-    completedAt: v.optional(v.number()),
-    canceledAt: v.optional(v.number()),
     // What the UI shows while the job runs.
     progress: v.optional(v.string()),
     currentStep: v.optional(v.number()),
     totalSteps: v.optional(v.number()),
-    error: v.optional(v.string()),
     result: v.optional(jobResult),
-    // The committed document set: docs of this job whose runId is docsRunId.
-    docsRunId: v.optional(v.string()),
+    error: v.optional(v.string()),
+    lastError: v.optional(v.string()),
     docsCount: v.optional(v.number()),
+    completedAt: v.optional(v.number()),
+    cancelRequested: v.optional(v.boolean()),
+    // Fondation's queue: failed attempts so far, the limit, the lease
+    // (holder and end) and the earliest time the job may be claimed.
+    attempts: v.optional(v.number()),
+    maxAttempts: v.optional(v.number()),
+    lockedBy: v.optional(v.string()),
+    leaseUntil: v.optional(v.number()),
+    runAt: v.optional(v.number()),
+    // Ours: claims so far, the number the current holder's `attempt`
+    // arguments are checked against (a lease taken back after it expired is
+    // a new claim, so the previous holder's late calls are refused).
+    attempt: v.optional(v.number()),
+    claimedAt: v.optional(v.number()),
+    canceledAt: v.optional(v.number()),
+    // Ours: jobs submitted without the web app, and the course's language.
+    repositoryUrl: v.optional(v.string()),
+    branch: v.optional(v.string()),
+    language: v.optional(v.string()),
+    // Ours: the job `jobs:regenerate` queued to replace this one; this
+    // job's course is then refused.
+    supersededBy: v.optional(v.id("jobs")),
+    // Ours: the committed document set is the docs of this job whose runId
+    // is docsRunId.
+    docsRunId: v.optional(v.string()),
     docsSummary: v.optional(docsSummary),
   })
-    .index("by_status_runAt", ["status", "runAt"])
-    .index("by_status_leaseExpiresAt", ["status", "leaseExpiresAt"])
+    .index("by_user", ["userId"])
     .index("by_repository", ["repositoryId"])
-    .index("by_user", ["userId"]),
+    .index("by_status_runAt", ["status", "runAt"])
+    .index("by_status_leaseUntil", ["status", "leaseUntil"])
+    .index("by_leaseUntil", ["leaseUntil"]),
 
   docs: defineTable({
     jobId: v.id("jobs"),
     repositoryId: v.id("repositories"),
-    // The upload run that wrote this document; absent on documents written by
-    // the original backend.
+    // The upload run that wrote this document.
     runId: v.optional(v.string()),
     kind: docKind,
     slug: v.string(),
     title: v.string(),
     chapterIndex: v.number(),
     content: v.string(),
+    createdAt: v.number(),
     sha256: v.optional(v.string()),
     sourcePath: v.optional(v.string()),
-    createdAt: v.number(),
   })
     .index("by_job", ["jobId"])
     .index("by_job_run_slug", ["jobId", "runId", "slug"])
@@ -95,10 +111,12 @@ export default defineSchema({
 
   jobLogs: defineTable({
     jobId: v.id("jobs"),
-    attempt: v.optional(v.number()),
+    ts: v.number(),
+    seq: v.number(),
     level: logLevel,
-    message: v.string(),
+    msg: v.string(),
+    // Ours: the claim that wrote the line, and the pipeline step.
+    attempt: v.optional(v.number()),
     step: v.optional(v.string()),
-    at: v.number(),
-  }).index("by_job", ["jobId"]),
+  }).index("by_job_seq", ["jobId", "seq"]),
 });

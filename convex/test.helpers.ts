@@ -43,7 +43,12 @@ export async function expectRefusal(call: Promise<unknown>, code: string): Promi
 
 export async function enqueue(
   t: Backend,
-  overrides: { maxAttempts?: number; runAt?: number; repositoryUrl?: string } = {},
+  overrides: {
+    maxAttempts?: number;
+    runAt?: number;
+    repositoryUrl?: string;
+    userId?: Id<"users">;
+  } = {},
 ): Promise<Id<"jobs">> {
   return await t.mutation(internal.jobs.enqueue, {
     repositoryUrl: overrides.repositoryUrl ?? "https://example.test/acme/widgets.git",
@@ -57,4 +62,11 @@ export async function job(t: Backend, jobId: Id<"jobs">) {
   const row = await t.query(internal.jobs.get, { jobId });
   if (row === null) throw new Error(`job ${jobId} vanished`);
   return row;
+}
+
+/** A validator in the JSON form Convex exports (`.json`, absent from its public types). */
+export type ValidatorJson = { type: string; value?: unknown; tableName?: string };
+
+export function tableValidatorJson(table: { validator: unknown }): ValidatorJson {
+  return (table.validator as { json: ValidatorJson }).json;
 }

@@ -12,23 +12,27 @@
 import type { ApiFromModules, FilterApi, FunctionReference } from "convex/server";
 import { anyApi } from "convex/server";
 import type * as docs from "../docs.js";
-import type * as jobLogs from "../jobLogs.js";
 import type * as jobs from "../jobs.js";
 import type * as lib_documents from "../lib/documents.js";
 import type * as lib_errors from "../lib/errors.js";
 import type * as lib_lease from "../lib/lease.js";
 import type * as lib_limits from "../lib/limits.js";
 import type * as lib_validators from "../lib/validators.js";
+import type * as queue from "../queue.js";
+import type * as repositories from "../repositories.js";
+import type * as users from "../users.js";
 
 const fullApi: ApiFromModules<{
   docs: typeof docs;
-  jobLogs: typeof jobLogs;
   jobs: typeof jobs;
   "lib/documents": typeof lib_documents;
   "lib/errors": typeof lib_errors;
   "lib/lease": typeof lib_lease;
   "lib/limits": typeof lib_limits;
   "lib/validators": typeof lib_validators;
+  queue: typeof queue;
+  repositories: typeof repositories;
+  users: typeof users;
 }> = anyApi as any;
 
 /**

@@ -1,7 +1,9 @@
 /**
  * Refusals a worker must be able to tell apart by code rather than by parsing
  * messages: the operator cancels its work on LEASE_LOST/STALE_ATTEMPT/
- * JOB_CANCELED, fixes its upload on LIMIT_EXCEEDED/COUNT_MISMATCH, and so on.
+ * JOB_CANCELED/SUPERSEDED, fixes its upload on LIMIT_EXCEEDED/COUNT_MISMATCH,
+ * and so on. LEASE_LOST carries Fondation's own message, which its worker
+ * recognises.
  */
 import { ConvexError, type Value } from "convex/values";
 
@@ -14,6 +16,8 @@ export type ErrorCode =
   | "JOB_CANCELED"
   /** The job already reached a terminal status. */
   | "JOB_FINISHED"
+  /** A newer job of the same repository exists: this one's course is obsolete. */
+  | "SUPERSEDED"
   | "INVALID_TOKEN"
   | "INVALID_ARGUMENT"
   | "LIMIT_EXCEEDED"

@@ -18,7 +18,6 @@ export const MAX_RUN_ID_LENGTH = 200;
 
 /** Log entries kept per job; older ones are dropped first. */
 export const MAX_LOG_ENTRIES_PER_JOB = 200;
-export const MAX_LOG_ENTRIES_PER_CALL = 50;
 /** Longer log messages, progress strings and errors are truncated, not refused:
  * a diagnostic must never be the reason a report fails. */
 export const MAX_LOG_MESSAGE_CHARS = 4000;
@@ -28,12 +27,18 @@ export const MAX_ERROR_CHARS = 8000;
 export const DEFAULT_LEASE_MS = 5 * 60 * 1000;
 export const MIN_LEASE_MS = 1;
 export const MAX_LEASE_MS = 24 * 60 * 60 * 1000;
-export const DEFAULT_MAX_ATTEMPTS = 3;
+/** Fondation's: a job is dead at its fifth failure. */
+export const DEFAULT_MAX_ATTEMPTS = 5;
 export const MAX_MAX_ATTEMPTS = 20;
 
-/** Retry backoff: RETRY_BASE_MS * 2^(attempt-1), capped. */
+/** Retry backoff, Fondation's: RETRY_BASE_MS * 2^(n-1) plus up to RETRY_JITTER_MS
+ * after the n-th failure, never more than RETRY_MAX_MS. */
 export const RETRY_BASE_MS = 5_000;
+export const RETRY_JITTER_MS = 5_000;
 export const RETRY_MAX_MS = 10 * 60 * 1000;
+
+/** Pending jobs `queue:pendingJobs` lists at most. */
+export const MAX_PENDING_LISTED = 200;
 
 /** UTF-8 length without allocating an encoded copy of a large string. */
 export function utf8Length(text: string): number {

@@ -44,7 +44,7 @@ def test_calls_without_the_deploy_key_are_refused(emulator: ConvexEmulator) -> N
 def test_calls_without_a_key_reach_public_functions_only(emulator: ConvexEmulator) -> None:
     # As on Convex: no Authorization header at all is an anonymous client.
     status, answer = emulator.post(
-        "mutation", body("jobs:claimOne", {"workerId": "anonymous"}), anonymous=True
+        "mutation", body("queue:claimOne", {"workerId": "anonymous"}), anonymous=True
     )
     assert (status, answer["status"]) == (200, "success")
     status, answer = emulator.post(
@@ -69,14 +69,12 @@ def test_enqueue_then_claim_round_trip(emulator: ConvexEmulator) -> None:
 
     # The Python client's envelope: args as a one-element list.
     status, answer = emulator.post(
-        "mutation", body("jobs:claimOne", [{"workerId": "w1", "leaseMs": 60_000}])
+        "mutation", body("queue:claimOne", [{"workerId": "w1", "leaseMs": 60_000}])
     )
     assert status == 200
     assert answer["status"] == "success"
     claimed = answer["value"]
-    assert claimed["_id"] == job_id
-    assert claimed["status"] == "claimed"
-    assert claimed["workerId"] == "w1"
+    assert claimed["id"] == job_id
     assert claimed["attempt"] == 1
     assert claimed["repositoryUrl"] == REPO_URL
     assert claimed["language"] == "fr"
@@ -84,33 +82,35 @@ def test_enqueue_then_claim_round_trip(emulator: ConvexEmulator) -> None:
 
     # Plain "json" format and a `module.js:function` path are accepted too.
     status, answer = emulator.post("query", body("jobs.js:get", {"jobId": job_id}, fmt="json"))
-    assert (status, answer["status"], answer["value"]["workerId"]) == (200, "success", "w1")
+    assert (status, answer["status"]) == (200, "success")
+    assert (answer["value"]["status"], answer["value"]["lockedBy"]) == ("claimed", "w1")
 
-    assert emulator.call("mutation", "jobs:claimOne", {"workerId": "w2"}) is None
+    assert emulator.call("mutation", "queue:claimOne", {"workerId": "w2"}) is None
 
 
 def test_function_failures_are_http_200_with_error_data(emulator: ConvexEmulator) -> None:
     job_id = emulator.call("mutation", "jobs:enqueue", {"repositoryUrl": REPO_URL})
     # Jobs left pending by earlier tests come first: claim up to ours.
     claimed_ids = []
-    while claimed := emulator.call("mutation", "jobs:claimOne", {"workerId": "holder"}):
-        claimed_ids.append(claimed["_id"])
+    while claimed := emulator.call("mutation", "queue:claimOne", {"workerId": "holder"}):
+        claimed_ids.append(claimed["id"])
     assert job_id in claimed_ids
 
     status, answer = emulator.post(
-        "mutation", body("jobs:heartbeat", {"jobId": job_id, "workerId": "intruder"})
+        "mutation", body("queue:heartbeat", {"jobId": job_id, "workerId": "intruder"})
     )
     assert status == 200
     assert answer["status"] == "error"
     assert answer["errorData"]["code"] == "LEASE_LOST"
-    assert "held by another worker" in answer["errorMessage"]
+    # Fondation's own words, which its worker recognises.
+    assert "Job not found or not owned by worker" in answer["errorMessage"]
 
     with pytest.raises(ConvexFunctionError) as refused:
-        emulator.call("mutation", "jobs:heartbeat", {"jobId": job_id, "workerId": "intruder"})
+        emulator.call("mutation", "queue:heartbeat", {"jobId": job_id, "workerId": "intruder"})
     assert refused.value.code == "LEASE_LOST"
 
     # Errors that are not refusals (argument validation) carry no errorData.
-    status, answer = emulator.post("mutation", body("jobs:claimOne", {"workerId": 3}))
+    status, answer = emulator.post("mutation", body("queue:claimOne", {"workerId": 3}))
     assert (status, answer["status"], "errorData" in answer) == (200, "error", False)
     # A query called as a mutation is a function error, as on Convex.
     status, answer = emulator.post("mutation", body("jobs:get", {"jobId": job_id}))
@@ -121,7 +121,9 @@ def test_function_failures_are_http_200_with_error_data(emulator: ConvexEmulator
 def test_data_survives_an_outage(hard: bool) -> None:
     with ConvexEmulator() as emulator:
         first = emulator.call("mutation", "jobs:enqueue", {"repositoryUrl": REPO_URL})
-        claimed = emulator.call("mutation", "jobs:claimOne", {"workerId": "w1", "leaseMs": 600_000})
+        claimed = emulator.call(
+            "mutation", "queue:claimOne", {"workerId": "w1", "leaseMs": 600_000}
+        )
         second = emulator.call("mutation", "jobs:enqueue", {"repositoryUrl": REPO_URL})
         # Replacing the documents deletes rows: the ids after the outage must
         # still line up across the gaps.
@@ -155,17 +157,17 @@ def test_data_survives_an_outage(hard: bool) -> None:
 
         assert (emulator.url, emulator.pid != pid) == (url, True)
         assert emulator.call("query", "jobs:get", {"jobId": first}) == job
-        assert job["workerId"] == claimed["workerId"]
-        assert job["leaseExpiresAt"] == claimed["leaseExpiresAt"]
+        assert job["lockedBy"] == "w1"
+        assert job["leaseUntil"] == claimed["leaseUntil"]
         assert emulator.call("query", "docs:listByJob", {"jobId": first}) == docs
         assert [d["content"] for d in docs] == ["# Intro v2"]
         # The lease is still the holder's: its heartbeat goes on working.
         beat = emulator.call(
-            "mutation", "jobs:heartbeat", {"jobId": first, "workerId": "w1", "attempt": 1}
+            "mutation", "queue:heartbeat", {"jobId": first, "workerId": "w1", "attempt": 1}
         )
         assert beat["attempt"] == 1
         # The queue goes on where it was, and new ids do not reuse old ones.
-        assert emulator.call("mutation", "jobs:claimOne", {"workerId": "w2"})["_id"] == second
+        assert emulator.call("mutation", "queue:claimOne", {"workerId": "w2"})["id"] == second
         third = emulator.call("mutation", "jobs:enqueue", {"repositoryUrl": REPO_URL})
         assert third not in (first, second)
         assert emulator.call("query", "jobs:get", {"jobId": third})["status"] == "pending"

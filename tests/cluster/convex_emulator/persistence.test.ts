@@ -27,7 +27,7 @@ async function busyBackend(): Promise<Backend> {
     repositoryUrl: "https://example.test/a/b.git",
   });
   await t.mutation(internal.jobs.enqueue, { repositoryUrl: "https://example.test/a/c.git" });
-  await t.mutation(api.jobs.claimOne, { workerId: "w" });
+  await t.mutation(api.queue.claimOne, { workerId: "w" });
   const job = await t.query(internal.jobs.get, { jobId });
   const summary = { chaptersCount: 1, tutorialsCount: 0, generatedAt: T0 };
   for (const round of [1, 2, 3]) {
@@ -36,15 +36,15 @@ async function busyBackend(): Promise<Backend> {
       jobId,
       repositoryId: job!.repositoryId,
       runId: `r${round}`,
+      workerId: "w",
       summary,
       files: [{ slug: "a", title: "A", kind: "chapter", chapterIndex: 0, content: `v${round}` }],
     });
   }
   // Several writes in the same millisecond get sub-millisecond creation times.
-  await t.mutation(api.jobLogs.append, {
-    jobId,
-    entries: Array.from({ length: 5 }, (_, i) => ({ level: "info" as const, message: `m${i}` })),
-  });
+  for (let i = 0; i < 5; i++) {
+    await t.mutation(api.jobs.appendLog, { jobId, level: "info", msg: `m${i}` });
+  }
   return t;
 }
 

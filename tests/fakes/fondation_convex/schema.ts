@@ -7,7 +7,10 @@
  * install the project's functions over its existing data.
  */
 import { defineSchema, defineTable } from "convex/server";
-import { v, type VLiteral, type VUnion } from "convex/values";
+import { v } from "convex/values";
+
+// A generic helper, not a contract: the fake's literals are its own lists.
+import { literals } from "../../../convex/lib/validators";
 
 export const JOB_STATUSES = [
   "pending",
@@ -28,14 +31,6 @@ export const HEARTBEAT_STATUSES = ["cloning", "analyzing", "gathering", "running
 
 export const DOC_KINDS = ["chapter", "tutorial", "toc", "yaml"] as const;
 export const LOG_LEVELS = ["info", "error"] as const;
-
-/** The validator of one of `values`, typed as their union. */
-function literals<const T extends readonly [string, string, ...string[]]>(
-  values: T,
-): VUnion<T[number], VLiteral<T[number], "required">[], "required", never> {
-  const [first, second, ...rest] = values;
-  return v.union(v.literal(first), v.literal(second), ...rest.map((value) => v.literal(value)));
-}
 
 export const jobStatus = literals(JOB_STATUSES);
 export const heartbeatStatus = literals(HEARTBEAT_STATUSES);
