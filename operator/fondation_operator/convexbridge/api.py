@@ -74,6 +74,8 @@ LEASE_LOST_CODES = frozenset(
     {"LEASE_LOST", "STALE_ATTEMPT", "JOB_CANCELED", "JOB_FINISHED", "NOT_FOUND"}
 )
 """Refusals after which the job is no longer ours to run."""
+SUPERSEDED_CODE = "SUPERSEDED"
+"""The project's refusal of an upload for a job `jobs:regenerate` replaced."""
 
 # Fondation's functions throw plain errors for the same situations:
 # "Job not found or not owned by worker" (queue:*), "Job not found".

@@ -59,7 +59,13 @@ from fondation_contracts.analysisjob import ANNOTATION_AWAITING_CREDENTIALS, Pha
 from fondation_operator import course_store
 from fondation_operator.cache import ClusterView, running_keys, waiting
 from fondation_operator.convexbridge import analysisjobs, documents, github_tokens, progress
-from fondation_operator.convexbridge.api import CannotRun, ConvexApi, JobRef, lost_lease
+from fondation_operator.convexbridge.api import (
+    SUPERSEDED_CODE,
+    CannotRun,
+    ConvexApi,
+    JobRef,
+    lost_lease,
+)
 from fondation_operator.convexbridge.backoff import Backoff
 from fondation_operator.convexbridge.claims import ClaimRecord, ClaimStore
 from fondation_operator.convexbridge.client import (
@@ -464,8 +470,18 @@ class ConvexBridge:
         if not isinstance(row, _Missing) and row.stopped:
             why = "cancel requested" if row.cancel_requested else row.status
             raise LeaseLost(f"the job is {why} in Convex")
-        # Superseded: checked on the periodic round and always before the upload.
-        if newer and record.repository_id and (before_upload or not self._regenerate_unknown):
+        if newer and not isinstance(row, _Missing) and row.superseded_by:
+            raise Superseded(row.superseded_by)
+        # Fondation's regenerate leaves no mark on the old job: a newer job of the
+        # repository is the sign, checked on the periodic round and always before
+        # the upload. (The project's convex/ marks it, and jobs of one repository
+        # may run side by side there, e.g. on two branches.)
+        if (
+            newer
+            and not self.api.extended
+            and record.repository_id
+            and (before_upload or not self._regenerate_unknown)
+        ):
             repository_id = record.repository_id
             latest = await self._optional(lambda: self.api.latest_job(repository_id))
             if isinstance(latest, _Missing):
@@ -815,6 +831,8 @@ class ConvexBridge:
 
     @staticmethod
     def _raise_if_lost(exc: ConvexFunctionError) -> None:
+        if exc.code == SUPERSEDED_CODE:
+            raise Superseded(exc.message) from None
         if lost_lease(exc):
             raise LeaseLost(exc.code or exc.message) from None
 

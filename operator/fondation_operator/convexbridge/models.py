@@ -108,6 +108,8 @@ class JobRow(_Result):
     status: str = ""
     cancel_requested: bool | None = Field(None, alias="cancelRequested")
     locked_by: str | None = Field(None, alias="lockedBy")
+    superseded_by: str | None = Field(None, alias="supersededBy")
+    """Set by the project's `jobs:regenerate`; Fondation's leaves no mark."""
     created_at: float | None = Field(
         None, validation_alias=AliasChoices("_creationTime", "createdAt")
     )

@@ -207,7 +207,7 @@ async def test_a_whole_attempt_through_the_typed_contract(client: ConvexClient) 
     done = await api.complete(ref, JobResult(success=True, documents=3), 3)
     assert done.status == "completed"
     job = await client.query("jobs:get", {"jobId": job_id})
-    assert (job["status"], job["docsCount"], job["progress"]) == ("completed", 3, "Step 2/6")
+    assert (job["status"], job["docsCount"], job["progress"]) == ("completed", 3, "Étape 2/6")
     docs = await client.query("docs:listByJob", {"jobId": job_id})
     assert [d["slug"] for d in docs] == ["d0", "d1", "d2"]
     # A stale attempt is refused with a code the bridge treats as a lost lease.
