@@ -7,8 +7,8 @@ fondation_contracts.fondation). The statuses follow the order Fondation's
 own worker reports them in:
 
     claimed -> running (`Initializing...`) -> cloning (`Clonage du dépôt...`)
-    -> analyzing (`Étape N/6: ...`) -> gathering (`Sauvegarde des
-    résultats...`) -> completed
+    -> analyzing (`Analyse du code...` once cloned, then `Étape N/6: ...`)
+    -> gathering (`Sauvegarde des résultats...`) -> completed
 
 An AnalysisJob waiting for a free slot (Queued) shows nothing new: the job
 stays `claimed`, as it would while Fondation's single worker is busy.
@@ -53,6 +53,7 @@ def normalise_language(language: str | None, default: str) -> str:
 
 STARTING = Progress("running", fondation.PROGRESS_INITIALIZING, 0)
 CLONING = Progress("cloning", fondation.PROGRESS_CLONING, 0)
+ANALYZING = Progress("analyzing", fondation.PROGRESS_ANALYZING, 0)
 SAVING = Progress("gathering", fondation.PROGRESS_GATHERING, TOTAL_STEPS)
 
 
@@ -73,5 +74,7 @@ def of(cr: ObservedAnalysisJob) -> Progress | None:
     if progress is None or (progress.step == 0 and progress.step_name != CLONE_STEP_NAME):
         return STARTING
     if progress.step == 0:
-        return CLONING
+        # The clone's end records the commit: the analysis is about to start.
+        cloned = cr.status.result is not None and bool(cr.status.result.commit)
+        return ANALYZING if cloned else CLONING
     return step(progress.step)

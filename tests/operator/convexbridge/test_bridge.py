@@ -32,7 +32,7 @@ from pydantic import SecretStr
 from fondation_contracts import analysisjob as aj
 from fondation_contracts import fondation
 from fondation_contracts.course import Course, Document, DocumentKind
-from fondation_contracts.ingest import STEP_NAMES
+from fondation_contracts.ingest import STEP_NAMES, ProgressEvent, StepState
 from fondation_operator.convexbridge.analysisjobs import git_secret_name, name_for
 from fondation_operator.convexbridge.github_tokens import encrypt
 from fondation_operator.kube.client import KubeClient
@@ -243,6 +243,23 @@ async def report_ignored(
         )
 
 
+async def report_cloned(op: OperatorProcess, kube: KubeClient, namespace: str, name: str) -> None:
+    """The clone's end, with the commit, as the runner reports it."""
+    cr = await kube.get(ANALYSISJOBS, name, namespace)
+    event = ProgressEvent(
+        step=0, step_name="clone", state=StepState.FINISHED, message="done", commit="c" * 40
+    )
+    status, text = await post_report(
+        op.ingest_url,
+        namespace,
+        name,
+        "events",
+        event.model_dump_json(by_alias=True),
+        token=op.token_for(cr["metadata"]["uid"]),
+    )
+    assert status == 202, text
+
+
 def health(op: OperatorProcess) -> dict[str, Any]:
     with urllib.request.urlopen(f"{op.health_url}/health", timeout=10) as answer:
         body: dict[str, Any] = json.loads(answer.read())
@@ -308,6 +325,12 @@ async def test_claim_progress_private_clone_course_shown_in_fondations_words(
         job_id,
         lambda j: (j["status"], j["progress"]) == ("cloning", "Clonage du dépôt..."),
     )
+    await report_cloned(op, kube, namespace, name)
+    await convex_state(
+        deployment,
+        job_id,
+        lambda j: (j["status"], j["progress"]) == ("analyzing", "Analyse du code..."),
+    )
     # Each step shows in Convex, in order, before the next one starts.
     for step, (step_name, text) in enumerate(zip(STEP_NAMES, FRENCH_STEPS, strict=True), 1):
         await report_step(op, kube, namespace, name, step_name)
@@ -337,6 +360,7 @@ async def test_claim_progress_private_clone_course_shown_in_fondations_words(
     expected = [
         "Initializing...",
         "Clonage du dépôt...",
+        "Analyse du code...",
         *FRENCH_STEPS,
         "Sauvegarde des résultats...",
         f"Cours sauvegardé: {len(course.documents)} documents",

@@ -57,6 +57,14 @@ def test_statuses_follow_fondations_worker_order() -> None:
     assert progress.of(cr({"phase": "Queued"})) is None
     assert progress.of(cr({"phase": "Running"})) == Progress("running", "Initializing...", 0)
     assert progress.of(running(0, "clone")) == Progress("cloning", "Clonage du dépôt...", 0)
+    cloned = cr(
+        {
+            "phase": "Running",
+            "progress": {"step": 0, "stepName": "clone"},
+            "result": {"commit": "a" * 40},
+        }
+    )
+    assert progress.of(cloned) == Progress("analyzing", "Analyse du code...", 0)
     assert Progress("gathering", "Sauvegarde des résultats...", 6) == progress.SAVING
 
 
