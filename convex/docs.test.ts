@@ -170,13 +170,20 @@ describe("generations of a repository's course", () => {
     const older = await claimed(t);
     const newer = await claimed(t);
     const staged = { jobId: older.jobId, workerId: "A", attempt: 1, runId: "run-old" };
-    await t.mutation(api.docs.putBatch, { ...staged, files: [file("01_old", "old", "chapter", 0)] });
+    await t.mutation(api.docs.putBatch, {
+      ...staged,
+      files: [file("01_old", "old", "chapter", 0)],
+    });
     await t.mutation(api.docs.upsertFromJob, {
       ...newer,
       summary,
       files: [file("01_new", "new", "chapter", 0)],
     });
-    const committed = await t.mutation(api.docs.commitRun, { ...staged, summary, expectedCount: 1 });
+    const committed = await t.mutation(api.docs.commitRun, {
+      ...staged,
+      summary,
+      expectedCount: 1,
+    });
     expect(committed.docsCount).toBe(1);
     expect(await slugs(t, older.jobId)).toEqual(["01_old"]);
     expect(await slugs(t, newer.jobId)).toEqual(["01_new"]);

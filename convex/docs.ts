@@ -24,13 +24,7 @@ import {
 } from "./_generated/server";
 import { checkFiles, checkRunId, inCourseOrder, sameDocument, toDocFields } from "./lib/documents";
 import { refuse } from "./lib/errors";
-import {
-  assertActive,
-  assertHolder,
-  assertRunningHolder,
-  identifies,
-  loadJob,
-} from "./lib/lease";
+import { assertActive, assertHolder, assertRunningHolder, identifies, loadJob } from "./lib/lease";
 import { MAX_DOCS_PER_RUN } from "./lib/limits";
 import { docFile, docsSummary, type DocsSummary } from "./lib/validators";
 
@@ -116,7 +110,8 @@ async function publishRun(
   docsCount: number,
   summary: DocsSummary,
 ): Promise<number> {
-  const deleted = (await deleteOtherRuns(ctx, job._id, runId)) + (await deleteOlderGenerations(ctx, job));
+  const deleted =
+    (await deleteOtherRuns(ctx, job._id, runId)) + (await deleteOlderGenerations(ctx, job));
   await ctx.db.patch(job._id, {
     docsRunId: runId,
     docsCount,

@@ -201,7 +201,13 @@ describe("logs", () => {
     setNow(T0 + 2_000);
     await t.mutation(api.queue.claimOne, { workerId: "B" });
     await expectRefusal(
-      t.mutation(api.jobs.appendLog, { jobId, workerId: "A", attempt: 1, level: "info", msg: "late" }),
+      t.mutation(api.jobs.appendLog, {
+        jobId,
+        workerId: "A",
+        attempt: 1,
+        level: "info",
+        msg: "late",
+      }),
       "LEASE_LOST",
     );
     expect(await t.query(api.jobs.getLogs, { jobId })).toHaveLength(0);

@@ -11,7 +11,13 @@
 import { v } from "convex/values";
 
 import type { Doc, Id } from "./_generated/dataModel";
-import { internalMutation, internalQuery, mutation, query, type MutationCtx } from "./_generated/server";
+import {
+  internalMutation,
+  internalQuery,
+  mutation,
+  query,
+  type MutationCtx,
+} from "./_generated/server";
 import { refuse } from "./lib/errors";
 import {
   assertHolder,
@@ -63,31 +69,40 @@ export const getJobByRepository = query({
       .first(),
 });
 
-/** Statuses the UI may cancel. */
-function cancelable(job: Doc<"jobs">): boolean {
-  return job.status === "pending" || isActive(job.status);
+/**
+ * Ends a job the UI cancels, in `status`; `lockedBy` stays, so its worker's
+ * next call is refused as canceled or finished rather than as someone
+ * else's. Only a pending or running job can be canceled.
+ */
+async function cancel(
+  ctx: MutationCtx,
+  job: Doc<"jobs">,
+  status: "canceled" | "failed",
+  notRunning: string,
+  fields: Partial<Doc<"jobs">>,
+): Promise<void> {
+  if (job.status !== "pending" && !isActive(job.status)) {
+    refuse("JOB_FINISHED", notRunning, { jobId: job._id, status: job.status });
+  }
+  const now = Date.now();
+  await ctx.db.patch(job._id, {
+    ...fields,
+    status,
+    error: CANCELED_BY_USER,
+    canceledAt: now,
+    completedAt: now,
+    updatedAt: now,
+    leaseUntil: undefined,
+  });
 }
 
-/** The UI's cancel: `canceled`, `cancelRequested`; `lockedBy` stays, so its worker is told. */
+/** The UI's cancel: `canceled` and `cancelRequested`. */
 export const requestCancel = mutation({
   args: { jobId: v.id("jobs") },
   handler: async (ctx, { jobId }) => {
     const job = await loadJob(ctx.db, jobId);
-    if (!cancelable(job)) {
-      refuse("JOB_FINISHED", "Job is not active and cannot be cancelled", {
-        jobId,
-        status: job.status,
-      });
-    }
-    const now = Date.now();
-    await ctx.db.patch(job._id, {
-      status: "canceled",
+    await cancel(ctx, job, "canceled", "Job is not active and cannot be cancelled", {
       cancelRequested: true,
-      error: CANCELED_BY_USER,
-      canceledAt: now,
-      completedAt: now,
-      updatedAt: now,
-      leaseUntil: undefined,
     });
     return { success: true };
   },
@@ -103,21 +118,8 @@ export const cancelJob = mutation({
         field: "userId",
       });
     }
-    if (!cancelable(job)) {
-      refuse("JOB_FINISHED", "Cannot cancel job - it's not currently running", {
-        jobId,
-        status: job.status,
-      });
-    }
-    const now = Date.now();
-    await ctx.db.patch(job._id, {
-      status: "failed",
-      error: CANCELED_BY_USER,
+    await cancel(ctx, job, "failed", "Cannot cancel job - it's not currently running", {
       progress: "Job was cancelled by user request",
-      canceledAt: now,
-      completedAt: now,
-      updatedAt: now,
-      leaseUntil: undefined,
     });
     return { success: true, jobId };
   },

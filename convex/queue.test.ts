@@ -2,7 +2,12 @@ import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 
 import { api } from "./_generated/api";
 import { NOT_OWNED } from "./lib/lease";
-import { DEFAULT_LEASE_MS, DEFAULT_MAX_ATTEMPTS, RETRY_BASE_MS, RETRY_JITTER_MS } from "./lib/limits";
+import {
+  DEFAULT_LEASE_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  RETRY_BASE_MS,
+  RETRY_JITTER_MS,
+} from "./lib/limits";
 import { retryDelayMs } from "./queue";
 import { T0, enqueue, expectRefusal, job, newBackend, setNow } from "./test.helpers";
 
@@ -259,7 +264,12 @@ describe("a stale worker's late calls", () => {
   test("complete is refused", async () => {
     const { t, jobId } = await takenOver();
     await expectRefusal(
-      t.mutation(api.queue.complete, { jobId, workerId: "A", attempt: 1, result: { success: true } }),
+      t.mutation(api.queue.complete, {
+        jobId,
+        workerId: "A",
+        attempt: 1,
+        result: { success: true },
+      }),
       "LEASE_LOST",
     );
     expect((await job(t, jobId)).status).toBe("claimed");

@@ -24,7 +24,9 @@ function refusals(ours: Json, theirs: Json, path: string): string[] {
     return (theirs.value as Json[]).flatMap((member) => refusals(ours, member, path));
   }
   if (ours.type === "union") {
-    const fits = (ours.value as Json[]).some((member) => refusals(member, theirs, path).length === 0);
+    const fits = (ours.value as Json[]).some(
+      (member) => refusals(member, theirs, path).length === 0,
+    );
     return fits ? [] : [`${path}: ${JSON.stringify(theirs)} fits no member of the union`];
   }
   if (ours.type !== theirs.type) return [`${path}: ${ours.type}, Fondation has ${theirs.type}`];
@@ -62,7 +64,8 @@ function objectRefusals(
     problems.push(...refusals(mine.fieldType, field.fieldType, `${path}.${name}`));
   }
   for (const [name, field] of Object.entries(ours)) {
-    if (!(name in theirs) && !field.optional) problems.push(`${path}.${name}: required, Fondation lacks it`);
+    if (!(name in theirs) && !field.optional)
+      problems.push(`${path}.${name}: required, Fondation lacks it`);
   }
   return problems;
 }
@@ -84,7 +87,8 @@ async function publicFunctions(
     const module = file.replace(/^\.\//, "").replace(/\.ts$/, "");
     for (const [name, exported] of Object.entries((await load()) as Record<string, unknown>)) {
       const fn = exported as Registered;
-      if (typeof exported === "function" && fn.isPublic === true) found.set(`${module}:${name}`, fn);
+      if (typeof exported === "function" && fn.isPublic === true)
+        found.set(`${module}:${name}`, fn);
     }
   }
   return found;
@@ -120,7 +124,8 @@ describe("installing over a Fondation deployment", () => {
         problems.push(`${path}: missing`);
         continue;
       }
-      if (kindOf(mine) !== kindOf(fn)) problems.push(`${path}: ${kindOf(mine)}, Fondation's is a ${kindOf(fn)}`);
+      if (kindOf(mine) !== kindOf(fn))
+        problems.push(`${path}: ${kindOf(mine)}, Fondation's is a ${kindOf(fn)}`);
       const args = (f: Registered) => JSON.parse(f.exportArgs?.() ?? "{}") as Json;
       problems.push(...refusals(args(mine), args(fn), path));
     }

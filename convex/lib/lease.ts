@@ -27,10 +27,7 @@ export async function loadJob(db: DatabaseReader, jobId: Id<"jobs">): Promise<Do
 }
 
 /** A job a queue function acts on; a missing one is refused in Fondation's words. */
-export async function loadQueuedJob(
-  db: DatabaseReader,
-  jobId: Id<"jobs">,
-): Promise<Doc<"jobs">> {
+export async function loadQueuedJob(db: DatabaseReader, jobId: Id<"jobs">): Promise<Doc<"jobs">> {
   const job = await db.get(jobId);
   if (job === null) refuse("NOT_FOUND", NOT_OWNED, { jobId });
   return job;

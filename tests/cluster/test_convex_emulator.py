@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.convex_emulator import ConvexEmulator, ConvexFunctionError
+from tests.cluster.convex_emulator import ConvexEmulator, ConvexFunctionError, FunctionSet
+from tests.fakes.fondation import FondationSeed
 
 REPO_URL = "https://example.test/acme/widgets.git"
 
@@ -171,3 +172,80 @@ def test_data_survives_an_outage(hard: bool) -> None:
         third = emulator.call("mutation", "jobs:enqueue", {"repositoryUrl": REPO_URL})
         assert third not in (first, second)
         assert emulator.call("query", "jobs:get", {"jobId": third})["status"] == "pending"
+
+
+def real_size_course(chapters: int = 12, chapter_bytes: int = 52_000) -> list[dict[str, object]]:
+    """A course of Fondation's shape at a real course's size (about 0.9 MB)."""
+    files: list[dict[str, object]] = [
+        {
+            "slug": name,
+            "title": title,
+            "chapterIndex": -1,
+            "kind": "yaml",
+            "content": json.dumps({"items": ["x" * 200] * 40}),
+        }
+        for name, title in (
+            ("step1_abstractions", "Abstractions"),
+            ("step2_relationships", "Relationships"),
+            ("step3_order", "Chapter Order"),
+        )
+    ]
+    for i in range(chapters):
+        body = f"# Chapitre {i}\n" + ("Du texte accentué, `code`, ```mermaid```.\n" * 2000)
+        body = body[:chapter_bytes]
+        files.append(
+            {
+                "slug": f"{i:02d}_c",
+                "title": f"C{i}",
+                "chapterIndex": i,
+                "kind": "chapter",
+                "content": body,
+            }
+        )
+        files.append(
+            {
+                "slug": f"tutorial_{i}_c",
+                "title": f"Interactive Tutorial: C{i}",
+                "chapterIndex": i,
+                "kind": "tutorial",
+                "content": body[: chapter_bytes // 3],
+            }
+        )
+    return files
+
+
+@pytest.mark.parametrize("functions", ["project", "fondation"])
+def test_a_real_size_course_goes_up_in_one_call_on_both_function_sets(
+    functions: FunctionSet,
+) -> None:
+    files = real_size_course()
+    size = sum(len(str(f["content"]).encode()) for f in files)
+    assert 800_000 < size < 1_000_000
+    with ConvexEmulator(functions=functions) as emulator:
+        if functions == "fondation":
+            job = FondationSeed(emulator).pending_job()
+            job_id, repository_id = job.job_id, job.repository_id
+        else:
+            job_id = emulator.call("mutation", "jobs:enqueue", {"repositoryUrl": REPO_URL})
+            repository_id = emulator.call("query", "jobs:get", {"jobId": job_id})["repositoryId"]
+        claimed = emulator.call("mutation", "queue:claimOne", {"workerId": "w"}, anonymous=True)
+        assert claimed["id"] == job_id
+        emulator.call(
+            "mutation",
+            "docs:upsertFromJob",
+            {
+                "jobId": job_id,
+                "repositoryId": repository_id,
+                "files": files,
+                "summary": {"chaptersCount": 12, "tutorialsCount": 12, "generatedAt": 0},
+            },
+            anonymous=True,
+        )
+        emulator.call(
+            "mutation",
+            "queue:complete",
+            {"jobId": job_id, "workerId": "w", "docsCount": len(files)},
+            anonymous=True,
+        )
+        row = emulator.call("query", "jobs:getJob", {"jobId": job_id}, anonymous=True)
+        assert (row["status"], row["docsCount"]) == ("completed", len(files))

@@ -10,6 +10,7 @@ public functions without it, as Fondation's worker does.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,7 +36,6 @@ class FondationSeed:
                 f"the emulator serves the {emulator.functions} functions, not fondation"
             )
         self.emulator = emulator
-        self._users = 0
 
     def user(
         self, *, github_id: str | None = None, token: str | None = None, username: str | None = None
@@ -90,9 +90,8 @@ class FondationSeed:
         prompt: str | None = DEFAULT_PROMPT,
         max_attempts: int | None = None,
     ) -> SeededJob:
-        """A new user with one repository and a pending job for it."""
-        self._users += 1
-        github_id = f"{full_name}#{self._users}"
+        """A new user (a githubId of its own) with one repository and a pending job for it."""
+        github_id = str(secrets.randbelow(10**12))
         user_id = self.user(github_id=github_id, token=token)
         repository_id = self.repository(user_id, full_name, default_branch=default_branch)
         job_id = self.job(user_id, repository_id, prompt=prompt, max_attempts=max_attempts)

@@ -58,7 +58,5 @@ export async function isPublicFunction(name: FunctionSetName, path: string): Pro
   ];
   if (load === undefined) return false;
   const exported = ((await load()) as Record<string, unknown>)[exportName];
-  return (
-    typeof exported === "function" && (exported as { isPublic?: unknown }).isPublic === true
-  );
+  return typeof exported === "function" && (exported as { isPublic?: unknown }).isPublic === true;
 }

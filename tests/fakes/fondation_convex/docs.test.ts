@@ -21,7 +21,12 @@ async function upload(
     runId: `run-${label}`,
     summary,
     files: [
-      { slug: "tutorial_1", title: `Interactive Tutorial: ${label}`, kind: "tutorial", content: "t" },
+      {
+        slug: "tutorial_1",
+        title: `Interactive Tutorial: ${label}`,
+        kind: "tutorial",
+        content: "t",
+      },
       { slug: "chapter_2", title: `Two ${label}`, kind: "chapter", chapterIndex: 2, content: "b" },
       { slug: "chapter_1", title: `One ${label}`, kind: "chapter", chapterIndex: 1, content: "a" },
     ],
@@ -51,11 +56,7 @@ describe("upsertFromJob", () => {
     const docs = await t.query(internal.seed.docsOfRepository, {
       repositoryId: first.repositoryId,
     });
-    expect(docs.map((d) => d.title)).toEqual([
-      "Interactive Tutorial: old",
-      "One old",
-      "Two old",
-    ]);
+    expect(docs.map((d) => d.title)).toEqual(["Interactive Tutorial: old", "One old", "Two old"]);
     expect(await t.query(internal.seed.docsOfJob, { jobId: newer })).toEqual([]);
     // The newer job still claims documents it no longer has.
     expect((await jobRow(t, newer)).docsCount).toBe(3);

@@ -1,13 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 
 import { api } from "./_generated/api";
-import {
-  BACKOFF_JITTER_MS,
-  BACKOFF_MAX_MS,
-  DEFAULT_LEASE_MS,
-  NOT_OWNED,
-  backoffMs,
-} from "./queue";
+import { BACKOFF_JITTER_MS, BACKOFF_MAX_MS, DEFAULT_LEASE_MS, NOT_OWNED, backoffMs } from "./queue";
 import { T0, expectError, jobRow, newFondation, seedJob, setNow } from "./test.helpers";
 
 beforeEach(() => setNow(T0));
@@ -43,9 +37,7 @@ describe("claimOne", () => {
     const { jobId } = await seedJob(t, { runAt: T0 + 1000 });
     expect(await t.mutation(api.queue.claimOne, { workerId: "w" })).toBeNull();
     setNow(T0 + 1000);
-    expect((await t.mutation(api.queue.claimOne, { workerId: "w", leaseMs: 42 }))?.id).toBe(
-      jobId,
-    );
+    expect((await t.mutation(api.queue.claimOne, { workerId: "w", leaseMs: 42 }))?.id).toBe(jobId);
     expect((await jobRow(t, jobId)).leaseUntil).toBe(T0 + 1000 + 42);
   });
 
@@ -87,10 +79,7 @@ describe("heartbeat", () => {
     const { jobId } = await seedJob(t);
     await expectError(t.mutation(api.queue.heartbeat, { jobId, workerId: "w" }), NOT_OWNED);
     await t.mutation(api.queue.claimOne, { workerId: "w" });
-    await expectError(
-      t.mutation(api.queue.heartbeat, { jobId, workerId: "intruder" }),
-      NOT_OWNED,
-    );
+    await expectError(t.mutation(api.queue.heartbeat, { jobId, workerId: "intruder" }), NOT_OWNED);
     await t.run(async (ctx) => await ctx.db.delete(jobId));
     await expectError(t.mutation(api.queue.heartbeat, { jobId, workerId: "w" }), NOT_OWNED);
   });
@@ -179,9 +168,9 @@ describe("retryOrFail", () => {
       setNow(now);
     }
     await t.mutation(api.queue.claimOne, { workerId: "w" });
-    expect(await t.mutation(api.queue.retryOrFail, { jobId, workerId: "w", error: "last" })).toEqual(
-      { status: "dead", attempts: 5 },
-    );
+    expect(
+      await t.mutation(api.queue.retryOrFail, { jobId, workerId: "w", error: "last" }),
+    ).toEqual({ status: "dead", attempts: 5 });
     expect(await jobRow(t, jobId)).toMatchObject({ status: "dead", error: "last", attempts: 5 });
     setNow(now + BACKOFF_MAX_MS * 2);
     expect(await t.mutation(api.queue.claimOne, { workerId: "w" })).toBeNull();
@@ -195,9 +184,9 @@ describe("retryOrFail", () => {
       t.mutation(api.queue.retryOrFail, { jobId, workerId: "x", error: "e" }),
       NOT_OWNED,
     );
-    expect((await t.mutation(api.queue.retryOrFail, { jobId, workerId: "w", error: "e" })).status).toBe(
-      "dead",
-    );
+    expect(
+      (await t.mutation(api.queue.retryOrFail, { jobId, workerId: "w", error: "e" })).status,
+    ).toBe("dead");
   });
 
   test("the backoff never exceeds ten minutes", () => {

@@ -12,9 +12,9 @@ test("getByRepositoryId returns the clone facts, defaultBranch optional", async 
     defaultBranch: "trunk",
   });
   const without = await t.mutation(internal.seed.repository, { userId, fullName: "acme/old" });
-  expect(await t.query(api.repositories.getByRepositoryId, { repositoryId: withBranch })).toMatchObject(
-    { fullName: "acme/widgets", defaultBranch: "trunk", name: "widgets" },
-  );
+  expect(
+    await t.query(api.repositories.getByRepositoryId, { repositoryId: withBranch }),
+  ).toMatchObject({ fullName: "acme/widgets", defaultBranch: "trunk", name: "widgets" });
   const old = await t.query(api.repositories.getByRepositoryId, { repositoryId: without });
   expect(old?.defaultBranch).toBeUndefined();
 });

@@ -3,25 +3,19 @@
  * function module).
  */
 import { convexTest } from "convex-test";
-import { expect, vi } from "vitest";
+import { expect } from "vitest";
 
 import type { Id } from "./_generated/dataModel";
 import { internal } from "./_generated/api";
 import schema from "./schema";
 import { modules } from "./test.setup";
 
-export const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
+export { T0, setNow } from "../../../convex/test.helpers";
 
 export function newFondation() {
   return convexTest(schema, modules);
 }
 export type Fondation = ReturnType<typeof newFondation>;
-
-/** Freezes the clock the functions read (`Date.now`) at `at`. */
-export function setNow(at: number): void {
-  vi.useFakeTimers({ toFake: ["Date"] });
-  vi.setSystemTime(at);
-}
 
 export type Seeded = {
   userId: Id<"users">;

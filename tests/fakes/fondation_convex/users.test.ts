@@ -6,7 +6,10 @@ import { newFondation } from "./test.helpers";
 test("a user's token is found by githubId, as stored, or null", async () => {
   const t = newFondation();
   const stored = "enc_v1_00:11:22";
-  const userId = await t.mutation(internal.seed.user, { githubId: "42", githubAccessToken: stored });
+  const userId = await t.mutation(internal.seed.user, {
+    githubId: "42",
+    githubAccessToken: stored,
+  });
   await t.mutation(internal.seed.user, { githubId: "7" });
   expect(await t.query(api.users.getUserById, { userId })).toMatchObject({ githubId: "42" });
   expect(await t.query(api.users.getGitHubToken, { githubId: "42" })).toBe(stored);
