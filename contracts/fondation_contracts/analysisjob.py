@@ -40,6 +40,22 @@ def host_list(value: str) -> list[str]:
     return [h.strip().lower() for h in value.split(",") if h.strip()]
 
 
+ANNOTATION_AWAITING_CREDENTIALS = "fondation.dev/awaiting-credentials"
+"""Set by the Convex bridge on an AnalysisJob whose Git credentials Secret it
+has yet to write (the Secret is owned by the AnalysisJob, so it can only be
+created after it); the reconciler starts no Job while it is there."""
+
+# The Git credentials Secret (spec.source.credentials.secretName), mounted in
+# the runner at GIT_CREDENTIALS_DIR and read by the clone alone.
+GIT_TOKEN_KEY = "token"
+GIT_USERNAME_KEY = "username"
+GIT_SSH_KEY = "ssh-privatekey"
+GIT_KNOWN_HOSTS_KEY = "known_hosts"
+GIT_DEFAULT_USERNAME = "x-access-token"
+GIT_CREDENTIALS_DIR = "/var/run/fondation/git"
+GIT_CREDENTIALS_DIR_ENV = "FONDATION_GIT_CREDENTIALS_DIR"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
@@ -57,10 +73,15 @@ class Phase(enum.StrEnum):
         return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED)
 
 
+class GitCredentials(_Model):
+    secret_name: str = Field("", alias="secretName")
+
+
 class Source(_Model):
     repository: str
     ref: str = ""
     sub_path: str = Field("", alias="subPath")
+    credentials: GitCredentials | None = None
 
 
 class Credentials(_Model):

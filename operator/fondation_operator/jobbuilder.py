@@ -4,6 +4,11 @@ The pod is built for an untrusted workload (an LLM agent reading an
 untrusted repository): restricted Pod Security Standard, no service-account
 token, read-only root filesystem, scratch space in emptyDirs, and only the
 analyze step's credentials, mounted optionally from a Secret.
+
+A private repository's Git credentials are mounted in an init container
+alone, which clones into the shared workspace (`--clone-only`): the
+analysis, where an LLM agent reads the untrusted repository, runs in a
+container that cannot read them.
 """
 
 from __future__ import annotations
@@ -97,6 +102,12 @@ def resources_over_maximum(cr: ObservedAnalysisJob, settings: Settings) -> str |
     return None
 
 
+def git_credentials_secret(cr: ObservedAnalysisJob) -> str:
+    """The Secret with the repository's Git credentials; empty when public."""
+    credentials = cr.spec.source.credentials
+    return credentials.secret_name if credentials is not None else ""
+
+
 def _env(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> list[dict[str, Any]]:
     spec = cr.spec
     plain = {
@@ -147,12 +158,13 @@ def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict
             },
         },
     ]
-    mounts: list[dict[str, Any]] = [
-        {"name": "workspace", "mountPath": WORKSPACE},
-        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
-        {"name": "home", "mountPath": image.HOME},
-        {"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True},
-    ]
+    mounts = _common_mounts()
+    git_secret = git_credentials_secret(cr)
+    if git_secret:
+        # Read by the clone alone (runner/clone.py), never put in an environment.
+        volumes.append(
+            {"name": "git-credentials", "secret": {"secretName": git_secret, "defaultMode": 0o440}}
+        )
     if settings.cache_claim_name:
         volumes.append(
             {"name": "cache", "persistentVolumeClaim": {"claimName": settings.cache_claim_name}}
@@ -186,27 +198,11 @@ def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict
             "fsGroup": RUNNER_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [
-            {
-                "name": "runner",
-                "image": settings.runner_image,
-                "imagePullPolicy": settings.image_pull_policy,
-                "command": ["python", "-m", "fondation_runner"],
-                "env": _env(cr, attempt, settings),
-                "resources": _resources(cr, settings),
-                "volumeMounts": mounts,
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "runAsNonRoot": True,
-                    "capabilities": {"drop": ["ALL"]},
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-            }
-        ],
+        "containers": [_container("runner", _env(cr, attempt, settings), mounts, cr, settings)],
         "volumes": volumes,
     }
+    if git_secret:
+        pod_spec["initContainers"] = [_clone_container(cr, attempt, settings)]
     if settings.runner_service_account:
         pod_spec["serviceAccountName"] = settings.runner_service_account
     if settings.priority_class_name:
@@ -292,6 +288,55 @@ def build_network_policy(namespace: str, settings: Settings) -> dict[str, Any] |
         },
         "spec": policy["spec"],
     }
+
+
+def _common_mounts() -> list[dict[str, Any]]:
+    """Scratch space and the ingest token: what every container of the pod mounts."""
+    return [
+        {"name": "workspace", "mountPath": WORKSPACE},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+        {"name": "home", "mountPath": image.HOME},
+        {"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True},
+    ]
+
+
+def _container(
+    name: str,
+    env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    cr: ObservedAnalysisJob,
+    settings: Settings,
+    *args: str,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": settings.runner_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "fondation_runner", *args],
+        "env": env,
+        "resources": _resources(cr, settings),
+        "volumeMounts": mounts,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _clone_container(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict[str, Any]:
+    """The init container of a private repository: the clone, with the Git
+    credentials and without the Claude ones."""
+    env = [e for e in _env(cr, attempt, settings) if "valueFrom" not in e]
+    env.append({"name": aj.GIT_CREDENTIALS_DIR_ENV, "value": aj.GIT_CREDENTIALS_DIR})
+    mounts = _common_mounts()
+    mounts.append(
+        {"name": "git-credentials", "mountPath": aj.GIT_CREDENTIALS_DIR, "readOnly": True}
+    )
+    return _container("clone", env, mounts, cr, settings, "--clone-only")
 
 
 def build_token_secret(cr: ObservedAnalysisJob, attempt: int, token: str) -> dict[str, Any]:

@@ -27,6 +27,8 @@ class ObservedAnalysisJob:
     spec: aj.AnalysisJobSpec
     status: aj.AnalysisJobStatus
     raw_status: dict[str, Any]
+    awaiting_credentials: bool = False
+    """The bridge is still writing its Git credentials Secret: start nothing yet."""
 
     @property
     def key(self) -> Key:
@@ -62,6 +64,8 @@ class ObservedAnalysisJob:
             spec=aj.parse_spec(dict(body.get("spec") or {})),
             status=aj.parse_status(status),
             raw_status=status,
+            awaiting_credentials=aj.ANNOTATION_AWAITING_CREDENTIALS
+            in (meta.get("annotations") or {}),
         )
 
     def newer_than(self, other: ObservedAnalysisJob) -> bool:

@@ -112,6 +112,8 @@ class Reconciler:
             return None
 
         attempt = max([cr.status.attempt, *jobs])
+        if attempt == 0 and cr.awaiting_credentials:
+            return None  # the Convex bridge has not written its Git credentials yet
         if attempt == 0:
             return await self._admit_and_start(cr, 1, queued_reason="WaitingForSlot")
         job = jobs.get(attempt)

@@ -85,6 +85,8 @@ class Operator:
             operator_namespace=connection.namespace,
             view=lambda: self.view,
         )
+        if self.bridge is not None:
+            self.health.worker = self.bridge.health
 
     # ---- kopf registry ---------------------------------------------------
 

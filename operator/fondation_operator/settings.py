@@ -158,6 +158,10 @@ _JSON_FIELDS = {
     "max_resources",
     "runner_network_policy",
 }
+_FONDATION_ALIASES = {"max_concurrent_jobs": "MAX_CONCURRENT_JOBS"}
+"""Settings Fondation's worker reads under another name, same unit: a
+deployment's existing configuration carries over (the Convex bridge's
+aliases are in convexbridge/settings.py)."""
 
 
 def _env_name(field: str) -> str:
@@ -189,6 +193,15 @@ def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None 
         if value is None:
             value = env.get(_env_name(name))
             source = _env_name(name)
+        alias = _FONDATION_ALIASES.get(name)
+        if alias and env.get(alias):
+            if value is not None and source == _env_name(name):
+                problems.append(
+                    f"{alias} / {source}: set only one of them ({source} is the new name)"
+                )
+                continue
+            if value is None:
+                value, source = env[alias], alias
         if value is None:
             continue
         if name in _JSON_FIELDS:

@@ -18,23 +18,36 @@ The clone handles untrusted input, so it is careful about four things:
 - it watches the clone's size while git runs and stops it past a limit,
   so a huge repository is refused early with a clear message rather than
   filling the pod's disk.
+
+A private repository's credentials (spec.source.credentials, mounted as
+files) reach git alone, and never as text in a URL, an argument or an
+environment variable: a token through a credential helper scoped to the
+repository's host that copies the mounted file to git's standard input
+(`tr < file`, so not even the helper's argv holds it); an SSH key through
+ssh's own options, with the host key checked against the Secret's
+`known_hosts` (StrictHostKeyChecking yes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
 import re
+import shlex
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from fondation_contracts import analysisjob as aj
 from fondation_contracts.analysisjob import ALLOWED_HOSTS_ENV
 from fondation_contracts.ingest import TOKEN_FILE_ENV
 from fondation_contracts.text import one_line
@@ -195,6 +208,94 @@ def redact(text: str) -> str:
     return _CREDENTIALS_IN_URL.sub(r"\1***@", text)
 
 
+@contextlib.contextmanager
+def credential_environment(url: str, directory: Path | None) -> Iterator[dict[str, str]]:
+    """Extra environment for git to authenticate to `url` with the mounted
+    Secret in `directory` (module docstring); empty without credentials."""
+    if directory is None:
+        yield {}
+        return
+    token = directory / aj.GIT_TOKEN_KEY
+    key = directory / aj.GIT_SSH_KEY
+    if token.is_file():
+        yield _token_environment(url, token, directory / aj.GIT_USERNAME_KEY)
+    elif key.is_file():
+        with _ssh_environment(url, key, directory / aj.GIT_KNOWN_HOSTS_KEY) as env:
+            yield env
+    else:
+        raise CloneError(
+            f"the Git credentials Secret has neither {aj.GIT_TOKEN_KEY!r} nor {aj.GIT_SSH_KEY!r}"
+        )
+
+
+def _token_environment(url: str, token: Path, username_file: Path) -> dict[str, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise CloneError(
+            f"a {aj.GIT_TOKEN_KEY!r} authenticates https:// repositories only, not {redact(url)}"
+        )
+    username = aj.GIT_DEFAULT_USERNAME
+    if username_file.is_file():
+        username = username_file.read_text().strip() or username
+    if not re.fullmatch(r"[A-Za-z0-9._@+-]{1,100}", username):
+        raise CloneError(f"the {aj.GIT_USERNAME_KEY!r} of the Git credentials is not a user name")
+    helper = (
+        '!f() { test "$1" = get || exit 0; '
+        f"echo username={username}; printf password=; "
+        f"tr -d '\\r\\n' < {shlex.quote(str(token))}; echo; }}; f"
+    )
+    scope = f"credential.{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+    return _git_config_environment(
+        {f"{scope}.helper": helper, f"{scope}.useHttpPath": "false"}, reset="credential.helper"
+    )
+
+
+@contextlib.contextmanager
+def _ssh_environment(url: str, key: Path, known_hosts: Path) -> Iterator[dict[str, str]]:
+    if not _SCP_LIKE.match(url) and not url.startswith("ssh://"):
+        raise CloneError(f"an SSH key authenticates git@host:path repositories only, not {url}")
+    if not known_hosts.is_file() or not known_hosts.read_text().strip():
+        raise CloneError(
+            f"the Git credentials Secret has an SSH key but no {aj.GIT_KNOWN_HOSTS_KEY!r}: "
+            "the server's host key must be known in advance"
+        )
+    # ssh refuses a key others can read, and a mounted Secret is group-readable.
+    scratch = Path(tempfile.mkdtemp(prefix="git-ssh-"))
+    try:
+        private = scratch / "id"
+        private.touch(mode=0o600)
+        private.write_bytes(key.read_bytes())
+        command = [
+            "ssh",
+            "-i",
+            str(private),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+        ]
+        yield {"GIT_SSH_COMMAND": shlex.join(command)}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _git_config_environment(values: dict[str, str], *, reset: str) -> dict[str, str]:
+    """`git -c` settings as environment (GIT_CONFIG_COUNT...), out of every argv;
+    `reset` first clears a helper the image's own configuration might set."""
+    items = [(reset, ""), *values.items()]
+    env = {"GIT_CONFIG_COUNT": str(len(items))}
+    for index, (key, value) in enumerate(items):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    return env
+
+
 def clone(
     repository: str,
     dest: Path,
@@ -205,17 +306,43 @@ def clone(
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
     allowed_hosts: Collection[str] = (),
     resolve: Resolver = _resolve,
+    credentials_dir: Path | None = None,
 ) -> Checkout:
     """Check `repository` out at `ref` into the empty or absent directory `dest`."""
+    url = repository_url(repository)
+    check_host(url, allowed_hosts, resolve=resolve)  # before any credential is set up
+    with credential_environment(url, credentials_dir) as extra:
+        return _clone(
+            repository,
+            url,
+            dest,
+            ref=ref,
+            sub_path=sub_path,
+            max_bytes=max_bytes,
+            timeout=timeout,
+            extra_env=extra,
+        )
+
+
+def _clone(
+    repository: str,
+    url: str,
+    dest: Path,
+    *,
+    ref: str,
+    sub_path: str,
+    max_bytes: int,
+    timeout: float,
+    extra_env: dict[str, str],
+) -> Checkout:
     if ref and not (_COMMIT.match(ref) or (_REF.match(ref) and ".." not in ref)):
         raise CloneError(f"not a branch, tag or 40-hex commit: {ref!r}")
-    url = repository_url(repository)
-    check_host(url, allowed_hosts, resolve=resolve)
     if dest.exists() and any(dest.iterdir()):
         raise CloneError(f"clone destination {dest} is not empty")
     dest.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
     git = _Git(dest, max_bytes=max_bytes, deadline=deadline)
+    git.env.update(extra_env)
 
     git.run("init", "--quiet")
     git.run("remote", "add", "origin", url)
@@ -238,6 +365,14 @@ def clone(
     commit = git.run("rev-parse", "HEAD").strip()
     if _COMMIT.match(ref) and commit != ref:
         raise CloneError(f"checked out {commit}, not the requested commit {ref}")
+    return Checkout(root=dest, source_dir=_sub_directory(dest, sub_path), commit=commit)
+
+
+def reopen(dest: Path, *, sub_path: str = "") -> Checkout:
+    """The checkout another container of the pod made in `dest` (the clone's
+    init container, which alone sees a private repository's credentials)."""
+    git = _Git(dest, max_bytes=DEFAULT_MAX_BYTES, deadline=time.monotonic() + 60)
+    commit = git.run("rev-parse", "HEAD").strip()
     return Checkout(root=dest, source_dir=_sub_directory(dest, sub_path), commit=commit)
 
 

@@ -13,7 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from fondation_contracts.analysisjob import ALLOWED_HOSTS_ENV, host_list
+from fondation_contracts.analysisjob import (
+    ALLOWED_HOSTS_ENV,
+    GIT_CREDENTIALS_DIR_ENV,
+    host_list,
+)
 from fondation_runner.clone import DEFAULT_MAX_BYTES
 from fondation_runner.pipeline import DEFAULT_MAX_CHAPTERS, DEFAULT_PARALLELISM
 
@@ -32,6 +36,7 @@ ENVIRONMENT: dict[str, str] = {
     "analysis": "FONDATION_ANALYSIS",
     "attempt": "FONDATION_ATTEMPT",
     "claude_credentials_dir": "FONDATION_CLAUDE_CREDENTIALS_DIR",
+    "git_credentials_dir": GIT_CREDENTIALS_DIR_ENV,
     "max_repository_bytes": "FONDATION_MAX_REPOSITORY_BYTES",
     "allowed_hosts": ALLOWED_HOSTS_ENV,
 }
@@ -56,6 +61,9 @@ class RunnerJob(BaseModel):
     analysis: str = ""
     attempt: int = Field(1, ge=1)
     claude_credentials_dir: Path | None = None
+    git_credentials_dir: Path | None = None
+    clone_only: bool = False
+    """Clone and stop: the init container of a private repository's pod."""
     max_repository_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1)
     allowed_hosts: list[str] = Field(default_factory=list)
 

@@ -3,10 +3,15 @@
     python -m fondation_runner [--repository URL] [--ref REF] ...
 
 The job comes from the environment the operator sets (see `job`), flags
-override it. Exit status: 0 when a course was produced and delivered, even a
-partial one; 1 when the analysis failed (after a `failed` event says why) or
-the course could not be delivered; 2 when the job description itself is
-unusable.
+override it. For a private repository the pod clones in an init container
+(`--clone-only`), the only one that mounts the Git credentials, so the
+analysis, which runs an LLM agent over the untrusted repository, has no way
+to read them; the main container then finds the clone and analyses it.
+
+Exit status: 0 when a course was produced and delivered, even a partial
+one (or, with `--clone-only`, the clone is made); 1 when the analysis failed
+(after a `failed` event says why) or the course could not be delivered; 2
+when the job description itself is unusable.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from fondation_runner.analysis import analyze, course_summary, project_name
 from fondation_runner.backends.base import BackendError
 from fondation_runner.backends.factory import BACKEND_NAMES, BackendUnavailable, create_backend
 from fondation_runner.cache import StepCache
-from fondation_runner.clone import CloneError, clone, redact
+from fondation_runner.clone import Checkout, CloneError, clone, redact, reopen
 from fondation_runner.job import RunnerJob
 from fondation_runner.pipeline import AnalysisFailed, PipelineSettings
 from fondation_runner.progress import CLONE_STEP_NAME, make_event
@@ -59,6 +64,8 @@ async def run(job: RunnerJob, *, environ: MutableMapping[str, str]) -> int:
         print(f"cannot report: {error}", file=sys.stderr)
         return EXIT_BAD_JOB
     reporter = Reporter(IngestClient(target) if target else None)
+    if job.clone_only:
+        return await _clone_only(job, reporter)
     course: Course | None = None
     try:
         course = await _analyze(job, reporter, environ)
@@ -96,25 +103,7 @@ async def _analyze(job: RunnerJob, reporter: Reporter, environ: MutableMapping[s
         credentials_dir=job.claude_credentials_dir,
         environ=environ,
     )
-    where = f"{redact(job.repository)} at {job.ref or 'the default branch'}"
-    await reporter(make_event(CLONE_STEP_NAME, StepState.CLONING, where))
-    checkout = await asyncio.to_thread(
-        clone,
-        job.repository,
-        job.clone_dir,
-        ref=job.ref,
-        sub_path=job.sub_path,
-        max_bytes=job.max_repository_bytes,
-        allowed_hosts=job.allowed_hosts,
-    )
-    await reporter(
-        make_event(
-            CLONE_STEP_NAME,
-            StepState.FINISHED,
-            f"commit {checkout.commit}",
-            commit=checkout.commit,
-        )
-    )
+    checkout = await _checkout(job, reporter)
     return await analyze(
         backend,
         source_dir=checkout.source_dir,
@@ -131,6 +120,45 @@ async def _analyze(job: RunnerJob, reporter: Reporter, environ: MutableMapping[s
         cache=StepCache(job.cache_dir) if job.cache_dir else None,
         sink=reporter,
     )
+
+
+async def _checkout(job: RunnerJob, reporter: Reporter) -> Checkout:
+    """Clone, reporting it; or the clone the pod's init container made."""
+    if (job.clone_dir / ".git").is_dir():
+        return await asyncio.to_thread(reopen, job.clone_dir, sub_path=job.sub_path)
+    where = f"{redact(job.repository)} at {job.ref or 'the default branch'}"
+    await reporter(make_event(CLONE_STEP_NAME, StepState.CLONING, where))
+    checkout = await asyncio.to_thread(
+        clone,
+        job.repository,
+        job.clone_dir,
+        ref=job.ref,
+        sub_path=job.sub_path,
+        max_bytes=job.max_repository_bytes,
+        allowed_hosts=job.allowed_hosts,
+        credentials_dir=job.git_credentials_dir,
+    )
+    await reporter(
+        make_event(
+            CLONE_STEP_NAME,
+            StepState.FINISHED,
+            f"commit {checkout.commit}",
+            commit=checkout.commit,
+        )
+    )
+    return checkout
+
+
+async def _clone_only(job: RunnerJob, reporter: Reporter) -> int:
+    """The clone and its events, delivered; no course (the next container's)."""
+    code = EXIT_OK
+    try:
+        await _checkout(job, reporter)
+    except CloneError as error:
+        await reporter(make_event(reporter.current_step, StepState.FAILED, str(error)))
+        code = EXIT_FAILED
+    await reporter.finish(None)
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -150,4 +178,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--parallelism", type=int)
     parser.add_argument("--namespace")
     parser.add_argument("--analysis")
+    parser.add_argument(
+        "--clone-only",
+        dest="clone_only",
+        action="store_true",
+        default=None,
+        help="clone the repository into the workspace and stop (a pod's init container)",
+    )
     return parser

@@ -421,6 +421,7 @@ def test_convex_bridge_settings_and_deploy_key_file(helm: Helm, tmp_path: Path) 
     )
     assert loaded is not None
     assert loaded.url == "https://happy-otter-123.convex.cloud"
+    assert loaded.deploy_key is not None
     assert loaded.deploy_key.get_secret_value() == "prod:secret-deploy-key"
     assert loaded.namespace == "courses"
     assert loaded.worker_id == "fondation-prod"
@@ -431,16 +432,37 @@ def test_convex_bridge_settings_and_deploy_key_file(helm: Helm, tmp_path: Path) 
     assert loaded.claims_secret == "convex-claims"
     assert loaded.claims_namespace == NAMESPACE
 
-    missing = helm.run(
-        "template",
-        RELEASE,
-        str(CHART),
-        "--values",
-        str(helm.values_file({"convex": {"url": "https://c.example"}})),
-        check=False,
+
+def test_a_fondation_deployment_needs_no_deploy_key_and_names_its_functions(
+    helm: Helm,
+) -> None:
+    """Fondation's functions are public: no key, no key volume. Function names
+    and the ENCRYPTION_KEY Secret reach the bridge."""
+    values = {
+        "convex": {
+            "url": "https://c.example",
+            "encryptionKey": {"existingSecret": "fondation-env"},
+            "cancelCheckInterval": 1,
+            "functions": {"claimOne": "fondation/queue:claimOne", "appendLog": ""},
+        }
+    }
+    rendered = helm.template(values)
+    env = rendered.plain_env()
+    assert "CONVEX_DEPLOY_KEY_FILE" not in env
+    assert not any(v["name"] == "convex-deploy-key" for v in rendered.pod["volumes"])
+    assert env["CONVEX_FN_CLAIM_ONE"] == "fondation/queue:claimOne"
+    assert "CONVEX_FN_APPEND_LOG" not in env  # empty: Fondation's name
+    assert env["CONVEX_CANCEL_CHECK_INTERVAL"] == "1"
+    (key,) = [e for e in rendered.container["env"] if e["name"] == "ENCRYPTION_KEY"]
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "fondation-env", "key": "ENCRYPTION_KEY"}
+    loaded = convex_settings.from_environment(
+        {**env, "ENCRYPTION_KEY": "ab" * 32}, operator_namespace=NAMESPACE, watched_namespaces=[]
     )
-    assert missing.returncode != 0
-    assert "convex.deployKey.existingSecret is required" in missing.stderr
+    assert loaded is not None
+    assert loaded.deploy_key is None
+    assert loaded.functions.claim_one == "fondation/queue:claimOne"
+    assert loaded.functions.append_log == "jobs:appendLog"
+    assert loaded.cancel_check_interval_s == 1.0
 
 
 def test_network_policies_admit_runner_pods_to_the_ingest_port_only(helm: Helm) -> None:

@@ -4,11 +4,20 @@ AnalysisJobs only accept `https://` (or `git@`) repositories, and runners
 clone shallowly, which git's dumb HTTP transport cannot do; so tests and the
 demo serve repositories the way a real forge does, with a self-signed
 certificate the runner is told to trust (GIT_SSL_CAINFO).
+
+With `token`, it is a private host: every request must carry HTTP Basic
+credentials whose password is the token (any user name, as GitHub takes
+`x-access-token`), else 401 with a `WWW-Authenticate` challenge, which is
+what makes git ask its credential helper. It records every request line
+and header it got (`seen`), so a test can check where a token travelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hmac
 import os
 import shutil
 import ssl
@@ -67,7 +76,11 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 class GitServer:
     """Serves bare repositories under `root` at https://127.0.0.1:<port>/<name>.git."""
 
-    def __init__(self, workdir: Path | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, *, token: str | None = None) -> None:
+        self.token = token
+        self.seen: list[str] = []
+        """Each request's line and headers (the Authorization header's kind only)."""
+        self.refused = 0
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="fondation-git-"))
         self.root = self.workdir / "repos"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -101,8 +114,30 @@ class GitServer:
 
     # ---- serving -----------------------------------------------------------
 
+    def _authorized(self, request: web.Request) -> bool:
+        if self.token is None:
+            return True
+        kind, _, value = request.headers.get("Authorization", "").partition(" ")
+        if kind != "Basic":
+            return False
+        try:
+            _, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(password.encode(), self.token.encode())
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        headers_seen = {
+            k: (v.split(" ")[0] if k.lower() == "authorization" else v)
+            for k, v in request.headers.items()
+        }
+        self.seen.append(f"{request.method} {request.path_qs} {headers_seen}")
+        if not self._authorized(request):
+            self.refused += 1
+            return web.Response(
+                status=401, headers={"WWW-Authenticate": 'Basic realm="git"'}, text="no\n"
+            )
         body = await request.read()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

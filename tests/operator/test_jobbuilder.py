@@ -109,6 +109,33 @@ def test_a_cache_claim_is_mounted_and_named_to_the_runner() -> None:
     assert all(v["name"] != "cache" for v in no_cache["volumes"])
 
 
+def test_git_credentials_are_mounted_in_the_clone_init_container_alone() -> None:
+    """The analysis (an LLM agent over the untrusted repository) cannot read them."""
+    source = {
+        "repository": "https://example.com/a/b",
+        "credentials": {"secretName": "demo-git"},
+    }
+    job = jobbuilder.build_job(_cr(source=source, backend="claude"), 1, Settings())
+    pod = job["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "git-credentials"]
+    assert volume["secret"]["secretName"] == "demo-git"
+    (clone,) = pod["initContainers"]
+    assert clone["command"][-1] == "--clone-only"
+    (mount,) = [m for m in clone["volumeMounts"] if m["name"] == "git-credentials"]
+    assert (mount["mountPath"], mount["readOnly"]) == (aj.GIT_CREDENTIALS_DIR, True)
+    env = {e["name"]: e for e in clone["env"]}
+    assert env[aj.GIT_CREDENTIALS_DIR_ENV]["value"] == aj.GIT_CREDENTIALS_DIR
+    assert not any("valueFrom" in e for e in clone["env"])  # no Claude credentials
+    assert {m["name"] for m in clone["volumeMounts"]} >= {"workspace", "token"}
+    assert clone["securityContext"] == pod["containers"][0]["securityContext"]
+    (runner,) = pod["containers"]
+    assert "git-credentials" not in str(runner)
+    assert aj.GIT_CREDENTIALS_DIR_ENV not in str(runner)
+    public = jobbuilder.build_job(_cr(backend="offline"), 1, Settings())
+    assert "initContainers" not in public["spec"]["template"]["spec"]
+    assert "git-credentials" not in str(public)
+
+
 def test_resources_from_spec_override_defaults() -> None:
     cr = _cr(resources={"requests": {"cpu": "3"}, "limits": {"memory": "9Gi"}})
     res = jobbuilder.build_job(cr, 1, Settings())["spec"]["template"]["spec"]["containers"][0][

@@ -3,13 +3,17 @@ timeout, success, cancel, and deletion cascading to what it owns."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
+from fondation_contracts import analysisjob as aj
 from fondation_operator import names
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.errors import NotFound
 from fondation_operator.kube.resources import ANALYSISJOBS, EVENTS, JOBS, PODS, SECRETS
 from tests.cluster.objects import (
+    analysisjob,
     create_aj,
     eventually,
     finish_job,
@@ -134,3 +138,26 @@ async def test_deleting_the_analysisjob_cascades(
         return not jobs and not pods and not secret
 
     await eventually(nothing_left, timeout=60, what="garbage collection of Job, pods, Secret")
+
+
+async def test_a_job_waits_for_its_git_credentials_before_it_starts(
+    kube: KubeClient, namespace: str, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    """The Convex bridge creates an AnalysisJob, then its Git token Secret (which
+    it owns), then lifts the annotation: no runner starts without its token."""
+    operator_factory()
+    body = analysisjob("private", source={"repository": "https://example.com/acme/private.git"})
+    body["metadata"]["annotations"] = {aj.ANNOTATION_AWAITING_CREDENTIALS: "true"}
+    await kube.create(ANALYSISJOBS, body, namespace)
+    # A second AnalysisJob, created after, starts: so the operator has seen both.
+    await create_aj(kube, namespace, "public")
+    await _wait_job(kube, namespace, "aj-public-1")
+    assert [j["metadata"]["name"] for j in await jobs_of(kube, namespace)] == ["aj-public-1"]
+
+    await kube.patch(
+        ANALYSISJOBS,
+        "private",
+        {"metadata": {"annotations": {aj.ANNOTATION_AWAITING_CREDENTIALS: None}}},
+        namespace,
+    )
+    await _wait_job(kube, namespace, "aj-private-1")

@@ -53,3 +53,15 @@ def test_a_runner_network_policy_needs_a_name_and_a_spec() -> None:
         environ={"FONDATION_RUNNER_NETWORK_POLICY": '{"name": "p", "spec": {"podSelector": {}}}'},
     )
     assert ok.runner_network_policy["name"] == "p"
+
+
+def test_fondations_max_concurrent_jobs_is_read_too() -> None:
+    """Fondation's worker setting, same unit: its one-at-a-time behaviour carries over."""
+    assert settings.parse([], environ={"MAX_CONCURRENT_JOBS": "1"}).max_concurrent_jobs == 1
+    with pytest.raises(settings.ConfigurationError, match="set only one"):
+        settings.parse(
+            [], environ={"MAX_CONCURRENT_JOBS": "1", "FONDATION_MAX_CONCURRENT_JOBS": "4"}
+        )
+    # A flag still wins over every variable.
+    flagged = settings.parse(["--max-concurrent-jobs", "2"], environ={"MAX_CONCURRENT_JOBS": "1"})
+    assert flagged.max_concurrent_jobs == 2

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,10 +14,12 @@ from fondation_runner.clone import (
     RepositoryTooLarge,
     check_host,
     clone,
+    credential_environment,
     git_environment,
     redact,
     repository_url,
 )
+from tests.cluster.git_server import GitServer
 from tests.runner.helpers import git
 
 
@@ -254,3 +258,113 @@ def test_gits_own_error_output_is_not_passed_on(tmp_path: Path) -> None:
         clone("https://127.0.0.1:9/o/r.git", tmp_path / "clone", allowed_hosts=["127.0.0.1"])
     assert str(failure.value).endswith("git fetch failed (128): cannot connect to the host")
     assert "port 9" not in str(failure.value)
+
+
+# ---- private repositories ---------------------------------------------------------
+
+PRIVATE_TOKEN = "ghp_" + "Zq9" * 12
+
+
+@pytest.fixture
+def private_host(sample_repo: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitServer]:
+    """A Git host over HTTPS that wants PRIVATE_TOKEN, trusted by git."""
+    server = GitServer(token=PRIVATE_TOKEN)
+    server.publish(sample_repo, "private")
+    server.start()
+    for name, value in server.client_env().items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def credentials(directory: Path, **files: str) -> Path:
+    """A mounted credentials Secret: one file per key (`ssh_privatekey`: the
+    Secret's `ssh-privatekey`)."""
+    directory.mkdir()
+    for key, value in files.items():
+        (directory / key.replace("ssh_", "ssh-")).write_text(value)
+    return directory
+
+
+def test_a_private_repository_is_cloned_with_its_token_which_shows_nowhere(
+    private_host: GitServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIT_TRACE logs every command git runs, helpers included, with its arguments.
+    trace = tmp_path / "git-trace.log"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    secret = credentials(tmp_path / "git-credentials", token=PRIVATE_TOKEN + "\n")
+
+    checkout = clone(private_host.url("private"), tmp_path / "clone", credentials_dir=secret)
+
+    assert (checkout.root / "taskq").is_dir()
+    assert private_host.refused >= 1  # asked once without, as git does
+    assert any("'Authorization': 'Basic'" in line for line in private_host.seen)
+    config = (checkout.root / ".git" / "config").read_text()
+    assert private_host.url("private") in config  # the URL as given, no credentials in it
+    for text in (trace.read_text(), config, repr(checkout)):
+        assert trace.read_text()  # the trace was written: the check means something
+        assert PRIVATE_TOKEN not in text
+    assert "credential" in trace.read_text()  # the helper ran, and its argv was clean
+
+
+def test_a_private_repository_without_its_token_is_a_clear_error(
+    private_host: GitServer, tmp_path: Path
+) -> None:
+    with pytest.raises(CloneError, match=r"git fetch failed|cannot fetch"):
+        clone(private_host.url("private"), tmp_path / "clone")
+    wrong = credentials(tmp_path / "wrong", token="ghp_wrong")
+    with pytest.raises(CloneError) as refused:
+        clone(private_host.url("private"), tmp_path / "clone2", credentials_dir=wrong)
+    assert "ghp_wrong" not in str(refused.value)
+
+
+def test_the_token_goes_only_to_the_repositorys_host(tmp_path: Path) -> None:
+    secret = credentials(tmp_path / "c", token=PRIVATE_TOKEN, username="octocat")
+    with credential_environment("https://git.example.com:8443/a/b.git", secret) as env:
+        keys = {env[k] for k in env if k.startswith("GIT_CONFIG_KEY_")}
+        values = " ".join(env[k] for k in env if k.startswith("GIT_CONFIG_VALUE_"))
+    assert keys == {
+        "credential.helper",
+        "credential.https://git.example.com:8443.helper",
+        "credential.https://git.example.com:8443.useHttpPath",
+    }
+    assert "username=octocat" in values
+    assert PRIVATE_TOKEN not in " ".join(env.values())
+
+
+def refusal(url: str, secret: Path) -> str:
+    with pytest.raises(CloneError) as refused, credential_environment(url, secret):
+        pass
+    return str(refused.value)
+
+
+def test_credentials_that_do_not_fit_the_url_are_refused(tmp_path: Path) -> None:
+    ssh_url, https_url = "git@github.com:acme/widgets.git", "https://github.com/acme/widgets.git"
+    token = credentials(tmp_path / "t", token=PRIVATE_TOKEN)
+    assert "https:// repositories only" in refusal(ssh_url, token)
+    key = credentials(tmp_path / "k", ssh_privatekey="-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    assert "no 'known_hosts'" in refusal(ssh_url, key)
+    assert "git@host:path repositories only" in refusal(https_url, key)
+    empty = credentials(tmp_path / "e", other="x")
+    assert "neither 'token' nor 'ssh-privatekey'" in refusal(https_url, empty)
+
+
+def test_an_ssh_key_is_used_with_the_host_key_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    secret = credentials(
+        tmp_path / "ssh",
+        ssh_privatekey="-----BEGIN OPENSSH PRIVATE KEY-----\nkey\n",
+        known_hosts="github.com ssh-ed25519 AAAA\n",
+    )
+    with credential_environment("git@github.com:acme/widgets.git", secret) as env:
+        command = shlex.split(env["GIT_SSH_COMMAND"])
+        key = Path(command[command.index("-i") + 1])
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600  # ssh refuses a readable key
+        assert key.read_text() == (secret / "ssh-privatekey").read_text()
+    assert "StrictHostKeyChecking=yes" in command
+    assert f"UserKnownHostsFile={secret / 'known_hosts'}" in command
+    assert not key.exists()  # gone once the clone is over

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -184,4 +185,49 @@ async def test_nothing_to_analyse_fails_after_reporting_the_step(
         ("abstractions", "failed"),
     ]
     assert "the list of abstractions is empty" in server.of("events")[-1]["message"]
+    assert server.of("course") == []
+
+
+async def test_a_clone_only_run_clones_and_the_next_one_analyses_that_clone(
+    git_repo: Path, tmp_path: Path, environ: dict[str, str]
+) -> None:
+    """A private repository's pod: the init container clones (with the Git
+    credentials), the runner container analyses the clone (without them)."""
+    server = IngestServer()
+    await server.start()
+    environ["FONDATION_INGEST_URL"] = server.url
+    workspace = tmp_path / "ws"
+    try:
+        cloned = await run(job(git_repo, workspace, clone_only=True), environ=environ)
+        assert cloned == EXIT_OK
+        assert server.of("course") == []
+        assert [(e["stepName"], e["state"]) for e in server.of("events")] == [
+            ("clone", "cloning"),
+            ("clone", "finished"),
+        ]
+        # The origin is gone: the analysis can only use the init container's clone.
+        moved = await asyncio.to_thread(git_repo.rename, tmp_path / "moved")
+        analysed = await run(job(git_repo, workspace), environ=environ)
+    finally:
+        await server.stop()
+    assert analysed == EXIT_OK
+    [body] = server.of("course")
+    assert Course.model_validate(body).commit == git(moved, "rev-parse", "HEAD")
+    assert [e["stepName"] for e in server.of("events")].count("clone") == 2
+
+
+async def test_a_failed_clone_only_run_reports_and_exits_non_zero(
+    tmp_path: Path, environ: dict[str, str]
+) -> None:
+    server = IngestServer()
+    await server.start()
+    environ["FONDATION_INGEST_URL"] = server.url
+    try:
+        code = await run(
+            job(tmp_path / "missing", tmp_path / "ws", clone_only=True), environ=environ
+        )
+    finally:
+        await server.stop()
+    assert code == EXIT_FAILED
+    assert server.of("events")[-1]["state"] == "failed"
     assert server.of("course") == []

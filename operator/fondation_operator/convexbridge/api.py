@@ -1,14 +1,20 @@
 """The job-queue functions of a Fondation Convex deployment, typed.
 
-Two flavours of the same contract are spoken:
+The calls are those of Fondation's own worker (DESIGN section 6):
+`queue:claimOne`, `queue:heartbeat` (the lease, and the status and
+progress the UI shows), `queue:complete`, `queue:retryOrFail`,
+`docs:upsertFromJob`, `repositories:getByRepositoryId`, `users:*` for
+private repositories, `jobs:getJob` to know whether the job was cancelled
+and `jobs:appendLog` for the job page's log. Two flavours are spoken:
 
 - `original`: Fondation's own functions. They take exactly the arguments of
   the old worker and refuse any other (Convex validators reject unknown
-  fields), and signal a lost lease with a plain error ("not owned by worker").
-- `extended`: the project's convex/ functions. The same calls plus our
-  `attempt` on every call after the claim (which turns on the lease checks),
-  the batched upload `docs:putBatch` + `docs:commitRun`, and refusals with a
-  `code` (LEASE_LOST, STALE_ATTEMPT, ...).
+  fields), and signal a lost lease with a plain error ("Job not found or not
+  owned by worker").
+- `extended`: the project's convex/, a superset of Fondation's. The same
+  calls plus our `attempt` on every call after the claim (which turns on
+  the lease checks), the batched upload (`put_batch` + `commit_run`), and
+  refusals with a `code` (LEASE_LOST, STALE_ATTEMPT, ...).
 
 Which one a deployment speaks is learnt once, by calling `docs:putBatch`
 with no arguments: "no such function" means original, a validation error
@@ -24,17 +30,28 @@ from typing import Literal
 
 from pydantic import SecretStr, ValidationError
 
+from fondation_contracts.fondation import (
+    MISSING_GITHUB_TOKEN,
+    MISSING_USER,
+    FinalStatus,
+    HeartbeatStatus,
+    LogLevel,
+)
 from fondation_operator.convexbridge.client import ConvexClient, ConvexFunctionError
 from fondation_operator.convexbridge.models import (
+    AppendLogArgs,
     ClaimArgs,
     ClaimedJob,
     CommitRunArgs,
     CompleteArgs,
     DocFile,
     DocsSummary,
+    GitHubTokenArgs,
     HeartbeatArgs,
+    JobArgs,
     JobResult,
-    JobStatus,
+    JobRow,
+    LatestJobArgs,
     PutBatchArgs,
     RepositoryArgs,
     RepositoryRecord,
@@ -43,6 +60,8 @@ from fondation_operator.convexbridge.models import (
     UpdateStatusArgs,
     UploadResult,
     UpsertDocumentsArgs,
+    UserArgs,
+    UserRecord,
     parse_claim,
 )
 from fondation_operator.convexbridge.settings import FunctionNames
@@ -55,9 +74,14 @@ LEASE_LOST_CODES = frozenset(
     {"LEASE_LOST", "STALE_ATTEMPT", "JOB_CANCELED", "JOB_FINISHED", "NOT_FOUND"}
 )
 """Refusals after which the job is no longer ours to run."""
+SUPERSEDED_CODE = "SUPERSEDED"
+"""The project's refusal of an upload for a job `jobs:regenerate` replaced."""
 
-# The original functions throw plain errors for the same situations.
-_LEASE_LOST_MESSAGES = re.compile(r"not owned by worker|job not found", re.IGNORECASE)
+# Fondation's functions throw plain errors for the same situations:
+# "Job not found or not owned by worker" (queue:*), "Job not found".
+_LEASE_LOST_MESSAGES = re.compile(
+    r"not owned by (this )?worker|not locked by this worker|job not found", re.IGNORECASE
+)
 
 
 def lost_lease(error: ConvexFunctionError) -> bool:
@@ -68,6 +92,10 @@ def lost_lease(error: ConvexFunctionError) -> bool:
 
 class UnexpectedAnswer(ConvexFunctionError):
     """A function answered with a value this contract does not describe."""
+
+
+class CannotRun(Exception):
+    """The job lacks what it needs to run (a user, a token...); the message is the UI's."""
 
 
 @dataclass(frozen=True)
@@ -141,38 +169,78 @@ class ConvexApi:
 
     # ---- the lease and the status ---------------------------------------------
 
-    async def heartbeat(self, job: JobRef) -> StatusResult:
+    async def heartbeat(
+        self,
+        job: JobRef,
+        *,
+        status: HeartbeatStatus | None = None,
+        progress: str | None = None,
+        current_step: int | None = None,
+        total_steps: int | None = None,
+    ) -> StatusResult:
+        """Renew the lease and, as Fondation's worker does, report status and progress."""
         args = HeartbeatArgs(
             job_id=job.job_id,
             worker_id=self.worker_id,
             lease_ms=self.lease_ms,
+            status=status,
+            progress=progress,
+            current_step=current_step,
+            total_steps=total_steps,
             attempt=self._attempt(job),
         )
         return _status(await self.client.mutation(self.functions.heartbeat, args))
 
     async def update_status(
-        self,
-        job: JobRef,
-        token: SecretStr,
-        status: JobStatus,
-        *,
-        progress: str | None = None,
-        current_step: int | None = None,
-        total_steps: int | None = None,
-        error: str | None = None,
+        self, job: JobRef, token: SecretStr, status: FinalStatus, *, error: str
     ) -> StatusResult:
+        """End a job that cannot run (`failed`) or was cancelled in the cluster."""
         args = UpdateStatusArgs(
             job_id=job.job_id,
             status=status,
             callback_token=token,
-            progress=progress,
-            current_step=current_step,
-            total_steps=total_steps,
             error=error,
             worker_id=self.worker_id if self.extended else None,
             attempt=self._attempt(job),
         )
         return _status(await self.client.mutation(self.functions.update_status, args))
+
+    async def job_row(self, job_id: str) -> JobRow | None:
+        """The job as the UI sees it now; None when it no longer exists."""
+        value = await self.client.query(self.functions.get_job, JobArgs(job_id=job_id))
+        return JobRow.model_validate(value) if isinstance(value, dict) else None
+
+    async def latest_job(self, repository_id: str) -> JobRow | None:
+        """The repository's newest job (`jobs:regenerate` makes a new one)."""
+        value = await self.client.query(
+            self.functions.latest_job, LatestJobArgs(repository_id=repository_id)
+        )
+        return JobRow.model_validate(value) if isinstance(value, dict) else None
+
+    async def github_token(self, user_id: str) -> str:
+        """The user's GitHub token as stored (github_tokens.decode reads it)."""
+        user = await self.client.query(self.functions.user, UserArgs(user_id=user_id))
+        if not isinstance(user, dict):
+            raise CannotRun(MISSING_USER)
+        record = UserRecord.model_validate(user)
+        if record.github_id is None or record.github_id == "":
+            raise CannotRun(MISSING_GITHUB_TOKEN)
+        token = await self.client.query(
+            self.functions.github_token, GitHubTokenArgs(github_id=record.github_id)
+        )
+        if not isinstance(token, str) or not token.strip():
+            raise CannotRun(MISSING_GITHUB_TOKEN)
+        return token
+
+    async def append_log(self, job: JobRef, level: LogLevel, msg: str) -> None:
+        args = AppendLogArgs(
+            job_id=job.job_id,
+            level=level,
+            msg=msg,
+            worker_id=self.worker_id if self.extended else None,
+            attempt=self._attempt(job),
+        )
+        await self.client.mutation(self.functions.append_log, args)
 
     async def complete(self, job: JobRef, result: JobResult, docs_count: int) -> StatusResult:
         if not self.extended:

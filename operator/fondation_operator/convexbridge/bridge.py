@@ -1,30 +1,43 @@
 """The Convex bridge: Fondation's job queue in, AnalysisJobs out, status back.
 
-A drop-in for Fondation's polling worker, inside the operator:
+A drop-in for Fondation's polling worker, inside the operator, speaking
+Fondation's own functions (DESIGN section 6; api.py):
 
-1. Claim: poll `jobs:claimOne` every `poll_interval_s`, one job at a time,
+1. Claim: poll `queue:claimOne` every `poll_interval_s`, one job at a time,
    only while the operator has a free slot (its concurrency cap, and the
    bridge's own `max_claims`). Each claim is recorded (claims.py) before its
    AnalysisJob is created, under a name derived from the Convex id and the
    attempt, so a crash anywhere repeats a step rather than duplicating it.
-2. Follow: one task per claimed attempt keeps the lease (`jobs:heartbeat`)
-   while the AnalysisJob lives and mirrors its progress with
-   `jobs:updateStatus` when what the UI would show changes. It is woken by
-   `notify()` on every watch event of its AnalysisJob, so mirroring is
-   prompt, and it is level-triggered: it compares the AnalysisJob's current
-   status with what it last sent. The status is the durable buffer: after a
-   Convex outage or an operator restart, the next comparison sends whatever
-   is missing, once.
-3. Report: Succeeded -> the course from its ConfigMaps goes to `docs`
-   (`putBatch`+`commitRun` where the deployment has them, else one
-   `upsertFromJob`), then `jobs:complete`; Failed -> `jobs:retryOrFail` with
-   the failure (Convex decides whether another attempt runs); a job the API
-   server refuses (bad repository URL, missing field) -> failed at once with
-   the API server's reason.
+   The repository row gives the clone URL and the default branch; a job of
+   a user (`userId`) is cloned with that user's GitHub token, decrypted
+   here (github_tokens.py) and handed to the runner in a Secret owned by
+   the AnalysisJob (analysisjobs.py).
+2. Follow: one task per claimed attempt keeps the lease and reports status
+   and progress in Fondation's words through `queue:heartbeat`, as
+   Fondation's worker does, when what the UI would show changes, and
+   appends the same lines to the job page's log (`jobs:appendLog`,
+   bounded). It is woken by `notify()` on every watch event of its
+   AnalysisJob, so mirroring is prompt, and it is level-triggered: it
+   compares the AnalysisJob's current status with what it last sent. The
+   status is the durable buffer: after a Convex outage or an operator
+   restart, the next comparison sends whatever is missing, once.
+3. Honour the UI: every few seconds, and before every write, the job's row
+   is read (`jobs:getJob`). Cancelled, failed, dead, completed or
+   `cancelRequested` (the UI cancels without clearing the lease, so
+   heartbeats alone would not notice) means the job is not ours any more:
+   its AnalysisJob is cancelled and nothing is written over the row. A job
+   superseded by a newer one of the same repository (`jobs:regenerate`) is
+   stopped the same way and never uploads documents, which would replace
+   the newer course.
+4. Report: Succeeded -> the course from its ConfigMaps goes to `docs`
+   (the batched upload where the deployment has it, else one
+   `docs:upsertFromJob`), then `queue:complete` with `docsCount`; Failed ->
+   `queue:retryOrFail` with the failure (Convex decides whether another
+   attempt runs); a job that cannot run (no user, no token, a URL the API
+   server refuses) -> failed at once with the reason, in the UI's words.
 
-A refusal meaning the job is no longer ours (LEASE_LOST, STALE_ATTEMPT,
-JOB_CANCELED, ...) cancels the AnalysisJob. Convex being unreachable never
-fails a job: calls wait on one shared backoff (backoff.py) and are retried.
+Convex being unreachable never fails a job: calls wait on one shared
+backoff (backoff.py) and are retried.
 """
 
 from __future__ import annotations
@@ -36,15 +49,23 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
+from pydantic import SecretStr
 
-from fondation_contracts.analysisjob import Phase
+from fondation_contracts import fondation
+from fondation_contracts.analysisjob import ANNOTATION_AWAITING_CREDENTIALS, Phase
 from fondation_operator import course_store
 from fondation_operator.cache import ClusterView, running_keys, waiting
-from fondation_operator.convexbridge import analysisjobs, documents, progress
-from fondation_operator.convexbridge.api import ConvexApi, JobRef, lost_lease
+from fondation_operator.convexbridge import analysisjobs, documents, github_tokens, progress
+from fondation_operator.convexbridge.api import (
+    SUPERSEDED_CODE,
+    CannotRun,
+    ConvexApi,
+    JobRef,
+    lost_lease,
+)
 from fondation_operator.convexbridge.backoff import Backoff
 from fondation_operator.convexbridge.claims import (
     ClaimRecord,
@@ -58,12 +79,12 @@ from fondation_operator.convexbridge.client import (
     ConvexRequestRejected,
     ConvexUnavailable,
 )
-from fondation_operator.convexbridge.models import ClaimedJob, JobStatus
+from fondation_operator.convexbridge.models import ClaimedJob, RepositoryRecord
 from fondation_operator.convexbridge.settings import ConvexSettings
 from fondation_operator.convexbridge.settings import from_environment as settings_from_environment
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.errors import ApiError, Conflict, NotFound
-from fondation_operator.kube.resources import ANALYSISJOBS
+from fondation_operator.kube.resources import ANALYSISJOBS, SECRETS
 from fondation_operator.observed import Key, ObservedAnalysisJob
 from fondation_operator.settings import Settings
 
@@ -73,10 +94,24 @@ T = TypeVar("T")
 _KUBE_TRANSIENT = (ApiError, aiohttp.ClientError, OSError, TimeoutError)
 _CONVEX_DOWN = (ConvexUnavailable, ConvexRequestRejected)
 _MAX_TASK_DELAY_S = 30.0
+_MAX_LOG_CHARS = 500
+_ROW_CHECKS_PER_S = 20.0
+"""Bound on `jobs:getJob` calls per second, all jobs together."""
 
 
 class LeaseLost(Exception):
     """Convex says this attempt is no longer ours to run."""
+
+
+class Superseded(Exception):
+    """A newer job of the same repository exists (`jobs:regenerate`)."""
+
+
+class _Missing:
+    """A function the deployment does not have."""
+
+
+_MISSING = _Missing()
 
 
 @dataclass
@@ -90,8 +125,14 @@ class Tracked:
     deleted: bool = False
     sent: progress.Progress | None = None
     beat_due: float = 0.0
+    row_due: float = 0.0
     token_refused: bool = False
     batches_sent: int = 0
+    logged: int = 0
+    """Lines appended to the job's log."""
+    git_token: SecretStr | None = None
+    """The user's GitHub token, held only until its Secret is written."""
+    superseded: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -142,6 +183,9 @@ class ConvexBridge:
         self._refusals: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
         """Set once claims are resumed and the deployment's contract is known."""
+        self._missing_functions: set[str] = set()
+        self._regenerate_unknown = False
+        """No query for a repository's newest job: superseding checked before uploads only."""
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._main: asyncio.Task[None] | None = None
@@ -196,6 +240,15 @@ class ConvexBridge:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.claims.close()
         await self.convex.close()
+
+    def health(self) -> dict[str, Any]:
+        """The bridge's part of `GET /health`, in the fields Fondation's worker uses."""
+        return {
+            "workerId": self.settings.worker_id,
+            "activeJobs": sum(1 for tracked in self.tracked.values() if tracked.busy),
+            "maxConcurrentJobs": self.max_concurrent_jobs,
+            "convex": {"url": self.settings.url, "reachable": not self.backoff.down},
+        }
 
     def notify(self, cr: ObservedAnalysisJob, *, deleted: bool = False) -> None:
         """Called on every AnalysisJob watch event: cheap, never blocks."""
@@ -286,8 +339,11 @@ class ConvexBridge:
         if not url and repository and repository.full_name:
             url = self.settings.repository_url_template.format(fullName=repository.full_name)
         branch = claim.branch or (repository.default_branch if repository else None) or ""
+        # A job of Fondation's UI has a user and a prompt; Fondation's worker
+        # refuses one without its prompt, and so does the bridge.
+        refusal = fondation.MISSING_PROMPT if claim.user_id and not claim.prompt else None
         try:
-            record = self._record(claim, attempt, namespace, url, branch)
+            record = self._record(claim, attempt, namespace, url, branch, refusal=refusal)
         except RecordInvalid as exc:
             self._refuse_claim(JobRef(claim.id, attempt), str(exc))
             return
@@ -310,7 +366,14 @@ class ConvexBridge:
         self._follow(tracked)
 
     def _record(
-        self, claim: ClaimedJob, attempt: int, namespace: str, url: str | None, branch: str
+        self,
+        claim: ClaimedJob,
+        attempt: int,
+        namespace: str,
+        url: str | None,
+        branch: str,
+        *,
+        refusal: str | None,
     ) -> ClaimRecord:
         return ClaimRecord.bounded(
             namespace=namespace,
@@ -318,10 +381,12 @@ class ConvexBridge:
             job_id=claim.id,
             attempt=attempt,
             repository_id=claim.repository_id,
+            user_id=claim.user_id,
             repository_url=url,
             branch=branch,
             language=progress.normalise_language(claim.language, self.settings.default_language),
             callback_token=claim.callback_token,
+            refusal=refusal,
         )
 
     def _refuse_claim(self, ref: JobRef, reason: str) -> None:
@@ -353,6 +418,9 @@ class ConvexBridge:
             except LeaseLost as lost:
                 await self._abandon(tracked, str(lost))
                 return
+            except Superseded:
+                tracked.superseded = True
+                continue
             except _CONVEX_DOWN:
                 continue  # the shared backoff paces the retry
             except _KUBE_TRANSIENT as exc:
@@ -371,7 +439,8 @@ class ConvexBridge:
                 await self._pause(delay)
                 delay = min(delay * 2, _MAX_TASK_DELAY_S)
                 continue
-            timeout = max(0.0, tracked.beat_due - time.monotonic())
+            due = min(tracked.beat_due, tracked.row_due)
+            timeout = max(0.0, due - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(tracked.wake.wait(), timeout)
 
@@ -384,15 +453,24 @@ class ConvexBridge:
                 await self._report_failure(tracked, str(exc))
                 return True
             tracked.recorded = True
+        if tracked.superseded:
+            await self._supersede(tracked)
+            return True
         if tracked.cr is None and not tracked.deleted:
-            # A claim resumed after a restart is due a heartbeat at once: it
-            # confirms the job is still ours before an analysis starts for it.
+            # A claim resumed after a restart is checked at once: the job may
+            # have been cancelled, or handed to another worker, meanwhile.
+            await self._check_row(tracked)
             await self._heartbeat_if_due(tracked)
-            refusal = await self._create_analysisjob(tracked)
+            refusal = tracked.record.refusal or await self._create_analysisjob(tracked)
             if refusal is not None:
                 await self._reject(tracked, refusal)
                 return True
         cr = tracked.cr
+        if cr is not None and cr.awaiting_credentials and not tracked.deleted:
+            refusal = await self._provide_credentials(tracked, cr)
+            if refusal is not None:
+                await self._reject(tracked, refusal)
+                return True
         if tracked.deleted or cr is None:
             await self._report_failure(tracked, "the AnalysisJob was deleted before it finished")
             return True
@@ -408,22 +486,89 @@ class ConvexBridge:
         if phase is Phase.CANCELLED:
             await self._report_cancelled(tracked)
             return True
-        await self._heartbeat_if_due(tracked)
-        wanted = progress.of(cr, tracked.record.language)
+        if time.monotonic() >= tracked.row_due:
+            await self._check_row(tracked)
+        wanted = progress.of(cr)
         if wanted is not None and wanted != tracked.sent:
-            await self._mirror(tracked, wanted)
+            await self._beat(tracked, wanted)
+        else:
+            await self._heartbeat_if_due(tracked)
         return False
+
+    # ---- the job's row: cancelled, superseded? ---------------------------------
+
+    async def _check_row(
+        self, tracked: Tracked, *, before_upload: bool = False, newer: bool = True
+    ) -> None:
+        """Raise LeaseLost if the UI stopped the job, Superseded (with `newer`)
+        if a newer job of its repository exists; schedule the next check."""
+        record = tracked.record
+        row = await self._optional(lambda: self.api.job_row(record.job_id))
+        if row is None:
+            raise LeaseLost("the job no longer exists")
+        if not isinstance(row, _Missing) and row.stopped:
+            why = "cancel requested" if row.cancel_requested else row.status
+            raise LeaseLost(f"the job is {why} in Convex")
+        if newer and not isinstance(row, _Missing) and row.superseded_by:
+            raise Superseded(row.superseded_by)
+        # Fondation's regenerate leaves no mark on the old job: a newer job of the
+        # repository is the sign, checked on the periodic round and always before
+        # the upload. (The project's convex/ marks it, and jobs of one repository
+        # may run side by side there, e.g. on two branches.)
+        if (
+            newer
+            and not self.api.extended
+            and record.repository_id
+            and (before_upload or not self._regenerate_unknown)
+        ):
+            repository_id = record.repository_id
+            latest = await self._optional(lambda: self.api.latest_job(repository_id))
+            if isinstance(latest, _Missing):
+                self._regenerate_unknown = True
+            elif latest is not None and latest.id and latest.id != record.job_id:
+                raise Superseded(latest.id)
+        interval = max(self.settings.cancel_check_interval_s, len(self.tracked) / _ROW_CHECKS_PER_S)
+        tracked.row_due = time.monotonic() + interval
+
+    async def _optional(self, call: Callable[[], Awaitable[T]]) -> T | _Missing:
+        """A query the deployment may not have: _MISSING (remembered) when it has not."""
+        try:
+            return await self._convex(call)
+        except ConvexFunctionError as exc:
+            if exc.missing_function:
+                if exc.path not in self._missing_functions:
+                    self._missing_functions.add(exc.path)
+                    log.warning("Convex deployment has no %s: doing without it", exc.path)
+                return _MISSING
+            raise
+
+    async def _supersede(self, tracked: Tracked) -> None:
+        """A newer job of the repository exists: stop, upload nothing, say why."""
+        await self._cancel_analysisjob(tracked, fondation.SUPERSEDED)
+        await self._end_with_status(tracked, "canceled", fondation.SUPERSEDED)
+
+    # ---- creating the AnalysisJob ----------------------------------------------
 
     async def _create_analysisjob(self, tracked: Tracked) -> str | None:
         """Create (idempotently) the attempt's AnalysisJob; the refusal, if any."""
         record = tracked.record
-        url = record.repository_url or await self._repository_url(record)
+        url, branch = record.repository_url, record.branch
+        if (not url or not branch) and record.repository_id:
+            repository = await self._repository(record)
+            if repository is not None:
+                url = url or self._clone_url(repository)
+                branch = branch or repository.default_branch or ""
         if not url:
             return (
                 "the job has no repository URL (no repositoryUrl, "
                 "and no repository record with one)"
             )
-        body = analysisjobs.build(record, url, self.settings)
+        private = bool(record.user_id)
+        if private and tracked.git_token is None:
+            refusal = await self._fetch_token(tracked)
+            if refusal is not None:
+                return refusal
+        body = analysisjobs.build(record, url, self.settings, branch=branch, private=private)
         try:
             created = await self.kube.create(ANALYSISJOBS, body, record.namespace, strict=True)
         except Conflict as exc:
@@ -440,66 +585,103 @@ class ConvexBridge:
         tracked.observe(ObservedAnalysisJob.from_body(created))
         return None
 
-    async def _repository_url(self, record: ClaimRecord) -> str | None:
-        """Fondation's original claim carries only a repositoryId: look it up."""
-        if not record.repository_id:
-            return None
+    async def _repository(self, record: ClaimRecord) -> RepositoryRecord | None:
+        """Fondation's claim carries only a repositoryId: look its row up."""
         try:
-            repository = await self._convex(lambda: self.api.repository(record.repository_id or ""))
+            return await self._convex(lambda: self.api.repository(record.repository_id or ""))
         except ConvexFunctionError as exc:
             log.warning("no repository record for Convex job %s: %s", record.job_id, exc.message)
             return None
-        if repository is None:
-            return None
+
+    def _clone_url(self, repository: RepositoryRecord) -> str | None:
         if repository.url:
             return repository.url
         if repository.full_name:
             return self.settings.repository_url_template.format(fullName=repository.full_name)
         return None
 
-    async def _heartbeat_if_due(self, tracked: Tracked) -> None:
-        if time.monotonic() < tracked.beat_due:
-            return
+    async def _fetch_token(self, tracked: Tracked) -> str | None:
+        """The user's GitHub token into `tracked.git_token`; the refusal, if any."""
+        user_id = tracked.record.user_id or ""
         try:
-            await self._convex(lambda: self.api.heartbeat(tracked.ref))
+            stored = await self._convex(lambda: self.api.github_token(user_id))
+        except CannotRun as exc:
+            return str(exc)
+        except ConvexFunctionError as exc:
+            return f"{fondation.MISSING_GITHUB_TOKEN}: {exc.message}"
+        try:
+            tracked.git_token = github_tokens.decode(stored, self.settings.encryption_key)
+        except github_tokens.TokenError as exc:
+            return f"{fondation.MISSING_GITHUB_TOKEN}: {exc}"
+        return None
+
+    async def _provide_credentials(self, tracked: Tracked, cr: ObservedAnalysisJob) -> str | None:
+        """Write the AnalysisJob's Git token Secret, then let its Job start."""
+        if tracked.git_token is None:
+            refusal = await self._fetch_token(tracked)
+            if refusal is not None:
+                return refusal
+        assert tracked.git_token is not None
+        with contextlib.suppress(Conflict):  # written before a crash: done
+            await self.kube.create(
+                SECRETS, analysisjobs.git_secret(cr, tracked.git_token), cr.namespace
+            )
+        tracked.git_token = None
+        updated = await self.kube.patch(
+            ANALYSISJOBS,
+            cr.name,
+            {"metadata": {"annotations": {ANNOTATION_AWAITING_CREDENTIALS: None}}},
+            cr.namespace,
+        )
+        tracked.observe(ObservedAnalysisJob.from_body(updated))
+        return None
+
+    # ---- status, progress and log ---------------------------------------------------
+
+    async def _heartbeat_if_due(self, tracked: Tracked) -> None:
+        if time.monotonic() >= tracked.beat_due:
+            await self._beat(tracked, None)
+
+    async def _beat(self, tracked: Tracked, wanted: progress.Progress | None) -> None:
+        """`queue:heartbeat`: the lease, and with `wanted` the UI's status and words."""
+        fields: dict[str, Any] = {}
+        if wanted is not None:
+            fields = {
+                "status": wanted.status,
+                "progress": wanted.progress,
+                "current_step": wanted.current_step,
+                "total_steps": wanted.total_steps,
+            }
+        try:
+            await self._convex(lambda: self.api.heartbeat(tracked.ref, **fields))
         except ConvexFunctionError as exc:
             self._raise_if_lost(exc)
             log.warning("heartbeat of Convex job %s refused: %s", tracked.ref.job_id, exc.message)
         tracked.beat_due = time.monotonic() + self.settings.heartbeat_interval_s
+        if wanted is not None:
+            tracked.sent = wanted
+            await self._log(tracked, "info", wanted.progress)
 
-    async def _mirror(self, tracked: Tracked, wanted: progress.Progress) -> None:
-        token = tracked.record.callback_token
-        if token is None or tracked.token_refused:
+    async def _log(self, tracked: Tracked, level: fondation.LogLevel, line: str) -> None:
+        """One line in the job page's log; best effort and bounded, never a reason
+        to hold the job (an outage drops the line)."""
+        if tracked.logged >= self.settings.max_log_lines:
             return
-        try:
-            await self._convex(
-                lambda: self.api.update_status(
-                    tracked.ref,
-                    token,
-                    wanted.status,
-                    progress=wanted.progress,
-                    current_step=wanted.current_step,
-                    total_steps=wanted.total_steps,
-                )
-            )
-        except ConvexFunctionError as exc:
-            self._raise_if_lost(exc)
-            if exc.code == "INVALID_TOKEN":
-                tracked.token_refused = True
-            log.warning(
-                "status of Convex job %s not updated (%s): %s",
-                tracked.ref.job_id,
-                wanted.status,
-                exc.message,
-            )
-        tracked.sent = wanted
+        if self.settings.functions.append_log in self._missing_functions:
+            return
+        tracked.logged += 1
+        text = line if len(line) <= _MAX_LOG_CHARS else line[: _MAX_LOG_CHARS - 1] + "…"
+        with contextlib.suppress(*_CONVEX_DOWN):
+            await self._optional(lambda: self.api.append_log(tracked.ref, level, text))
+
+    # ---- reporting the outcome -------------------------------------------------------
 
     async def _deliver(self, tracked: Tracked, cr: ObservedAnalysisJob) -> None:
         """Succeeded: documents first, then `complete` (the UI shows docs of completed jobs)."""
         record = tracked.record
-        saving = progress.saving(record.language)
-        if tracked.sent != saving:
-            await self._mirror(tracked, saving)
+        await self._check_row(tracked, before_upload=True)
+        if tracked.sent != progress.SAVING:
+            await self._beat(tracked, progress.SAVING)
         try:
             course = await course_store.load(self.kube, record.namespace, record.name)
         except (NotFound, course_store.CourseUnavailable, KeyError, ValueError) as exc:
@@ -536,6 +718,7 @@ class ConvexBridge:
                 tracked, f"the course could not be stored in Convex: {exc.message}"
             )
             return
+        await self._log(tracked, "info", f"Cours sauvegardé: {len(files)} documents")
         log.info(
             "Convex job %s completed: %d documents from AnalysisJob %s/%s",
             record.job_id,
@@ -547,6 +730,8 @@ class ConvexBridge:
 
     async def _report_failure(self, tracked: Tracked, reason: str) -> None:
         """`retryOrFail`: Convex retries the job (a new attempt) or marks it dead."""
+        await self._check_row(tracked, newer=False)
+        await self._log(tracked, "error", reason)
         try:
             answer = await self._convex(lambda: self.api.retry_or_fail(tracked.ref, reason))
         except ConvexFunctionError as exc:
@@ -577,24 +762,37 @@ class ConvexBridge:
         reason = "cancelled in the cluster (spec.cancel of its AnalysisJob)"
         await self._end_with_status(tracked, "canceled", reason)
 
-    async def _end_with_status(self, tracked: Tracked, status: JobStatus, reason: str) -> None:
-        """End the job with a final status (which needs the claim's callback
-        token); without the token, or if Convex refuses, report a failure."""
+    async def _end_with_status(
+        self, tracked: Tracked, status: fondation.FinalStatus, reason: str
+    ) -> None:
+        """End the job with a final status through `jobs:updateStatus` (which
+        needs the claim's callback token). Without the token or the function
+        (Fondation's worker has only `queue:*` to fail a job with), or if
+        Convex refuses, it is a failure for `queue:retryOrFail`."""
+        await self._check_row(tracked, newer=False)
         token = tracked.record.callback_token
-        if token is not None:
+        if token is not None and self.settings.functions.update_status not in (
+            self._missing_functions
+        ):
             try:
-                await self._convex(
+                answer = await self._optional(
                     lambda: self.api.update_status(tracked.ref, token, status, error=reason)
                 )
             except ConvexFunctionError as exc:
                 self._raise_if_lost(exc)
             else:
-                await self._finish(tracked)
-                return
+                if not isinstance(answer, _Missing):
+                    await self._log(tracked, "error" if status == "failed" else "info", reason)
+                    await self._finish(tracked)
+                    return
         await self._report_failure(tracked, reason)
 
     async def _abandon(self, tracked: Tracked, why: str) -> None:
         """The job is not ours any more: stop its analysis and forget it."""
+        await self._cancel_analysisjob(tracked, why)
+        await self._finish(tracked)
+
+    async def _cancel_analysisjob(self, tracked: Tracked, why: str) -> None:
         record, cr = tracked.record, tracked.cr
         running = cr is not None and not cr.status.phase.terminal and not cr.spec.cancel
         log.warning(
@@ -604,21 +802,21 @@ class ConvexBridge:
             why,
             f": cancelling AnalysisJob {record.namespace}/{record.name}" if running else "",
         )
-        if running:
-            delay = 0.5
-            while not self._stopping.is_set():
-                try:
-                    await self.kube.patch(
-                        ANALYSISJOBS, record.name, {"spec": {"cancel": True}}, record.namespace
-                    )
-                    break
-                except NotFound:
-                    break
-                except _KUBE_TRANSIENT as exc:
-                    log.warning("cannot cancel %s yet: %s", record.name, _api_text(exc))
-                    await self._pause(delay)
-                    delay = min(delay * 2, _MAX_TASK_DELAY_S)
-        await self._finish(tracked)
+        if not running:
+            return
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self.kube.patch(
+                    ANALYSISJOBS, record.name, {"spec": {"cancel": True}}, record.namespace
+                )
+                return
+            except NotFound:
+                return
+            except _KUBE_TRANSIENT as exc:
+                log.warning("cannot cancel %s yet: %s", record.name, _api_text(exc))
+                await self._pause(delay)
+                delay = min(delay * 2, _MAX_TASK_DELAY_S)
 
     async def _finish(self, tracked: Tracked) -> None:
         """Convex knows the outcome: drop the record (and the token with it)."""
@@ -672,6 +870,8 @@ class ConvexBridge:
 
     @staticmethod
     def _raise_if_lost(exc: ConvexFunctionError) -> None:
+        if exc.code == SUPERSEDED_CODE:
+            raise Superseded(exc.message) from None
         if lost_lease(exc):
             raise LeaseLost(exc.code or exc.message) from None
 

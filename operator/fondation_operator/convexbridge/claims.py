@@ -71,10 +71,13 @@ class ClaimRecord(BaseModel):
     repository_id: str | None = Field(
         None, alias="repositoryId", max_length=128, pattern=_NO_CONTROL
     )
+    user_id: str | None = Field(None, alias="userId", max_length=128, pattern=_NO_CONTROL)
     repository_url: str | None = Field(
         None, alias="repositoryUrl", max_length=2048, pattern=_NO_CONTROL
     )
     branch: str = Field("", max_length=255, pattern=_NO_CONTROL)
+    refusal: str | None = Field(None, max_length=1024)
+    """Why the job cannot run at all, known at the claim (a missing prompt)."""
     language: str = Field("en", max_length=35, pattern=_NO_CONTROL)
     callback_token: SecretStr | None = Field(None, alias="callbackToken", max_length=1024)
 

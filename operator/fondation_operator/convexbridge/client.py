@@ -2,7 +2,8 @@
 
     POST {url}/api/query|mutation|action
     {"path": "jobs:claimOne", "args": {...}, "format": "json"}
-    Authorization: Convex <deploy key>
+    Authorization: Convex <deploy key>      (only when a key is configured:
+                                             Fondation's functions are public)
 
 A function's answer is `{"status": "success", "value"}` or `{"status":
 "error", "errorMessage", "errorData"?}`, with HTTP 200 or, as the official
@@ -146,7 +147,7 @@ class FunctionAnswer(BaseModel):
 class ConvexClient:
     """One connection pool to one Convex deployment; counts its calls by path."""
 
-    def __init__(self, url: str, deploy_key: SecretStr, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, deploy_key: SecretStr | None, *, timeout_s: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self._deploy_key = deploy_key
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -178,15 +179,15 @@ class ConvexClient:
             payload, secrets = args.wire(), args.secrets()
         else:
             payload, secrets = dict(args), []
-        secrets.append(self._deploy_key.get_secret_value())
+        if self._deploy_key is not None:
+            secrets.append(self._deploy_key.get_secret_value())
         body = json.dumps({"path": path, "args": payload, "format": "json"})
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         self.calls[path] += 1
-        headers = {
-            "Authorization": f"Convex {self._deploy_key.get_secret_value()}",
-            "Content-Type": "application/json",
-        }
+        headers = {"Content-Type": "application/json"}
+        if self._deploy_key is not None:
+            headers["Authorization"] = f"Convex {self._deploy_key.get_secret_value()}"
         try:
             async with self._session.post(
                 f"{self.url}/api/{kind}", data=body.encode(), headers=headers

@@ -17,21 +17,15 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 
+from fondation_contracts.fondation import (
+    STOPPED_STATUSES,
+    FinalStatus,
+    HeartbeatStatus,
+    LogLevel,
+)
 from fondation_operator.convexbridge.client import ConvexArgs
 
 DocKind = Literal["yaml", "chapter", "tutorial", "toc"]
-JobStatus = Literal[
-    "pending",
-    "claimed",
-    "cloning",
-    "analyzing",
-    "gathering",
-    "running",
-    "completed",
-    "failed",
-    "canceled",
-    "dead",
-]
 
 
 class _Result(BaseModel):
@@ -60,6 +54,7 @@ class ClaimedJob(_Result):
 
     id: str = Field(min_length=1, validation_alias=AliasChoices("_id", "id"))
     repository_id: str | None = Field(None, alias="repositoryId")
+    user_id: str | None = Field(None, alias="userId")
     repository_url: str | None = Field(None, alias="repositoryUrl")
     branch: str | None = None
     language: str | None = None
@@ -86,15 +81,68 @@ class RepositoryArgs(ConvexArgs):
 
 
 class HeartbeatArgs(ConvexArgs):
+    """`queue:heartbeat`: the lease, and the status and progress the UI shows."""
+
     job_id: str = Field(alias="jobId")
     worker_id: str = Field(alias="workerId")
     lease_ms: int = Field(alias="leaseMs")
+    status: HeartbeatStatus | None = None
+    progress: str | None = None
+    current_step: int | None = Field(None, alias="currentStep")
+    total_steps: int | None = Field(None, alias="totalSteps")
+    attempt: int | None = None
+
+
+class JobArgs(ConvexArgs):
+    job_id: str = Field(alias="jobId")
+
+
+class LatestJobArgs(ConvexArgs):
+    repository_id: str = Field(alias="repositoryId")
+
+
+class JobRow(_Result):
+    """The fields of a `jobs` row that decide whether the run may go on."""
+
+    id: str = Field("", validation_alias=AliasChoices("_id", "id"))
+    status: str = ""
+    cancel_requested: bool | None = Field(None, alias="cancelRequested")
+    locked_by: str | None = Field(None, alias="lockedBy")
+    superseded_by: str | None = Field(None, alias="supersededBy")
+    """Set by the project's `jobs:regenerate`; Fondation's leaves no mark."""
+    created_at: float | None = Field(
+        None, validation_alias=AliasChoices("_creationTime", "createdAt")
+    )
+
+    @property
+    def stopped(self) -> bool:
+        """Cancelled, failed, dead or completed: over, whoever holds the lease."""
+        return self.status in STOPPED_STATUSES or bool(self.cancel_requested)
+
+
+class UserArgs(ConvexArgs):
+    user_id: str = Field(alias="userId")
+
+
+class UserRecord(_Result):
+    github_id: str | int | None = Field(None, alias="githubId")
+
+
+class GitHubTokenArgs(ConvexArgs):
+    github_id: str | int = Field(alias="githubId")
+
+
+class AppendLogArgs(ConvexArgs):
+    job_id: str = Field(alias="jobId")
+    level: LogLevel
+    msg: str
+    worker_id: str | None = Field(None, alias="workerId")
     attempt: int | None = None
 
 
 class UpdateStatusArgs(ConvexArgs):
     job_id: str = Field(alias="jobId")
-    status: JobStatus
+    status: FinalStatus
     callback_token: SecretStr = Field(alias="callbackToken")
     progress: str | None = None
     current_step: int | None = Field(None, alias="currentStep")

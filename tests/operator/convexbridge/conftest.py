@@ -15,15 +15,18 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.convex_emulator import ConvexEmulator
+from tests.cluster.convex_emulator import ConvexEmulator, FunctionSet
 from tests.cluster.operator_process import OperatorProcess
 
 BridgeOperators = Callable[..., OperatorProcess]
 
 
 @pytest.fixture
-def emulator() -> Iterator[ConvexEmulator]:
-    with ConvexEmulator() as running:
+def emulator(request: pytest.FixtureRequest) -> Iterator[ConvexEmulator]:
+    """The project's convex/ functions, or with `indirect` parametrisation
+    ("fondation"), the fake of Fondation's own (tests/fakes/fondation_convex)."""
+    functions: FunctionSet = getattr(request, "param", "project")
+    with ConvexEmulator(functions=functions) as running:
         yield running
 
 
@@ -50,16 +53,20 @@ def bridge_operators(
     everything the bridge could say."""
     started: list[OperatorProcess] = []
 
-    def start(namespace_: str | None = None, **env: str) -> OperatorProcess:
+    def start(
+        namespace_: str | None = None, *, deploy_key: bool = True, **env: str
+    ) -> OperatorProcess:
+        """`deploy_key=False`: as Fondation's worker, with no key (its functions are public)."""
         watched = namespace_ or namespace
+        key = {"CONVEX_DEPLOY_KEY_FILE": str(deploy_key_file)} if deploy_key else {}
         op = OperatorProcess(
             operator_kubeconfig,
             control_plane.workdir / f"operator-{watched}-{len(started)}.log",
             env={
                 "FONDATION_NAMESPACES": watched,
                 "CONVEX_URL": emulator.url,
-                "CONVEX_DEPLOY_KEY_FILE": str(deploy_key_file),
                 "CONVEX_BACKEND": "offline",
+                **key,
                 **env,
             },
             args=["--log-level=DEBUG"],

@@ -57,7 +57,7 @@ def test_the_token_is_hidden_everywhere_but_the_wire() -> None:
     claim = ClaimedJob.model_validate({"_id": "k57abc", "callbackToken": TOKEN, "attempt": 1})
     assert TOKEN not in repr(claim)
     assert TOKEN not in claim.model_dump_json()
-    args = UpdateStatusArgs(job_id="k57abc", status="running", callback_token=SecretStr(TOKEN))
+    args = UpdateStatusArgs(job_id="k57abc", status="failed", callback_token=SecretStr(TOKEN))
     assert TOKEN not in repr(args)
     assert args.wire()["callbackToken"] == TOKEN
     assert args.secrets() == [TOKEN]

@@ -111,12 +111,20 @@ async def test_nobody_listening_is_unavailable() -> None:
         await convex.close()
 
 
+FAKE_KEY = SecretStr("key")
+AUTHORIZATIONS: list[str | None] = []
+"""The Authorization header of each call `fake_convex` answered."""
+
+
 @pytest.fixture
-async def fake_convex() -> AsyncIterator[Callable[[int, str], ConvexClient]]:
-    """A loopback server answering every call with a given HTTP status and body."""
+async def fake_convex() -> AsyncIterator[Callable[..., ConvexClient]]:
+    """A loopback server answering every call with a given HTTP status and body;
+    `make(status, body, key)` is a client of it (deploy key `key`)."""
     answer: dict[str, object] = {}
+    AUTHORIZATIONS.clear()
 
     async def handle(request: web.Request) -> web.Response:
+        AUTHORIZATIONS.append(request.headers.get("Authorization"))
         return web.Response(
             status=int(str(answer["status"])),
             text=str(answer["body"]),
@@ -133,9 +141,9 @@ async def fake_convex() -> AsyncIterator[Callable[[int, str], ConvexClient]]:
     await web.SockSite(runner, sock).start()
     clients: list[ConvexClient] = []
 
-    def make(status: int, body: str) -> ConvexClient:
+    def make(status: int, body: str, key: SecretStr | None = FAKE_KEY) -> ConvexClient:
         answer.update(status=status, body=body)
-        clients.append(ConvexClient(f"http://127.0.0.1:{port}", SecretStr("key")))
+        clients.append(ConvexClient(f"http://127.0.0.1:{port}", key))
         return clients[-1]
 
     yield make
@@ -145,7 +153,7 @@ async def fake_convex() -> AsyncIterator[Callable[[int, str], ConvexClient]]:
 
 
 async def test_http_560_with_a_json_body_is_a_function_error(
-    fake_convex: Callable[[int, str], ConvexClient],
+    fake_convex: Callable[..., ConvexClient],
 ) -> None:
     client = fake_convex(560, '{"status":"error","errorMessage":"boom","errorData":{"code":"X"}}')
     with pytest.raises(ConvexFunctionError) as failed:
@@ -164,7 +172,7 @@ async def test_http_560_with_a_json_body_is_a_function_error(
     ],
 )
 async def test_transport_failures(
-    fake_convex: Callable[[int, str], ConvexClient],
+    fake_convex: Callable[..., ConvexClient],
     status: int,
     body: str,
     error: type[Exception],
@@ -184,8 +192,8 @@ async def test_a_whole_attempt_through_the_typed_contract(client: ConvexClient) 
     assert claim.callback_token is not None
     ref = JobRef(job_id, claim.current_attempt)
     await api.heartbeat(ref)
-    await api.update_status(
-        ref, claim.callback_token, "analyzing", progress="Step 2/6", current_step=2, total_steps=6
+    await api.heartbeat(
+        ref, status="analyzing", progress="Étape 2/6", current_step=2, total_steps=6
     )
     files = [
         DocFile(slug=f"d{i}", title=f"D{i}", chapter_index=i, content=f"# {i}", kind="chapter")
@@ -199,10 +207,34 @@ async def test_a_whole_attempt_through_the_typed_contract(client: ConvexClient) 
     done = await api.complete(ref, JobResult(success=True, documents=3), 3)
     assert done.status == "completed"
     job = await client.query("jobs:get", {"jobId": job_id})
-    assert (job["status"], job["docsCount"], job["progress"]) == ("completed", 3, "Step 2/6")
+    assert (job["status"], job["docsCount"], job["progress"]) == ("completed", 3, "Étape 2/6")
     docs = await client.query("docs:listByJob", {"jobId": job_id})
     assert [d["slug"] for d in docs] == ["d0", "d1", "d2"]
     # A stale attempt is refused with a code the bridge treats as a lost lease.
     with pytest.raises(ConvexFunctionError) as stale:
         await api.heartbeat(JobRef(job_id, 7))
     assert lost_lease(stale.value)
+
+
+@pytest.mark.parametrize(
+    ("message", "lost"),
+    [
+        ("Job not found or not owned by worker", True),  # Fondation's queue:*
+        ("Uncaught Error: Job not found or not owned by worker\n    at handler", True),
+        ("Job not found", True),
+        ("Invalid callback token", False),
+        ("ArgumentValidationError: Value does not match validator", False),
+    ],
+)
+def test_fondations_refusals_are_recognised_by_their_message(message: str, lost: bool) -> None:
+    assert lost_lease(ConvexFunctionError("queue:heartbeat", message)) is lost
+
+
+async def test_without_a_deploy_key_no_authorization_is_sent(
+    fake_convex: Callable[..., ConvexClient],
+) -> None:
+    """Fondation's functions are public: its worker sends no key, nor do we."""
+    success = '{"status": "success", "value": null}'
+    assert await fake_convex(200, success, None).mutation("queue:claimOne", {}) is None
+    assert await fake_convex(200, success).mutation("queue:claimOne", {}) is None
+    assert AUTHORIZATIONS == [None, "Convex key"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from fondation_operator.convexbridge.settings import (
     ConvexConfigurationError,
@@ -29,15 +30,26 @@ def test_defaults() -> None:
     settings = load(CONVEX_URL="https://happy-otter-123.convex.cloud/", CONVEX_DEPLOY_KEY=KEY)
     assert settings is not None
     assert settings.url == "https://happy-otter-123.convex.cloud"
-    assert settings.deploy_key.get_secret_value() == KEY
+    assert settings.deploy_key == SecretStr(KEY)
     assert settings.poll_interval_s == 1.0
     assert settings.lease_ms == 300_000
     assert settings.heartbeat_interval_s == pytest.approx(100.0)
     assert settings.namespace == "fondation-system"
     assert settings.claims_namespace == "fondation-system"
     assert settings.worker_id == "fondation-operator/fondation-system/fondation-system"
-    assert settings.functions.claim_one == "jobs:claimOne"
+    # Fondation's own functions (DESIGN section 6).
+    assert settings.functions.claim_one == "queue:claimOne"
+    assert settings.functions.heartbeat == "queue:heartbeat"
+    assert settings.functions.complete == "queue:complete"
+    assert settings.functions.retry_or_fail == "queue:retryOrFail"
+    assert settings.functions.get_job == "jobs:getJob"
+    assert settings.functions.append_log == "jobs:appendLog"
+    assert settings.functions.user == "users:getUserById"
+    assert settings.functions.github_token == "users:getGitHubToken"
+    assert settings.functions.repository == "repositories:getByRepositoryId"
     assert settings.functions.upsert_documents == "docs:upsertFromJob"
+    assert settings.default_language == "en"
+    assert settings.encryption_key is None
     assert settings.contract == "auto"
     assert settings.backend == "claude"
     assert settings.analysis_retries == 0
@@ -60,7 +72,7 @@ def test_deploy_key_from_a_mounted_file(tmp_path: Path) -> None:
     path.write_text(KEY + "\n")
     settings = load(CONVEX_URL="https://x.convex.cloud", CONVEX_DEPLOY_KEY_FILE=str(path))
     assert settings is not None
-    assert settings.deploy_key.get_secret_value() == KEY
+    assert settings.deploy_key == SecretStr(KEY)
 
 
 def test_every_problem_is_reported_at_once_by_variable(tmp_path: Path) -> None:
@@ -87,9 +99,11 @@ def test_every_problem_is_reported_at_once_by_variable(tmp_path: Path) -> None:
         assert variable in text, variable
 
 
-def test_the_deploy_key_is_required_once() -> None:
-    with pytest.raises(ConvexConfigurationError, match="deploy key is required"):
-        load(CONVEX_URL="https://x.convex.cloud")
+def test_the_deploy_key_is_optional_and_given_once() -> None:
+    """Fondation's functions are public: its worker has no key."""
+    settings = load(CONVEX_URL="https://x.convex.cloud")
+    assert settings is not None
+    assert settings.deploy_key is None
     with pytest.raises(ConvexConfigurationError, match="set only one"):
         load(
             CONVEX_URL="https://x.convex.cloud",
@@ -134,10 +148,52 @@ def test_function_names_are_configurable() -> None:
     settings = load(
         CONVEX_URL="https://x.convex.cloud",
         CONVEX_DEPLOY_KEY=KEY,
-        CONVEX_FN_CLAIM_ONE="queue:claimOne",
-        CONVEX_FN_HEARTBEAT="queue:heartbeat",
+        CONVEX_FN_CLAIM_ONE="fondation/queue:claimOne",
+        CONVEX_FN_HEARTBEAT="fondation/queue:heartbeat",
     )
     assert settings is not None
-    assert settings.functions.claim_one == "queue:claimOne"
-    assert settings.functions.heartbeat == "queue:heartbeat"
-    assert settings.functions.complete == "jobs:complete"
+    assert settings.functions.claim_one == "fondation/queue:claimOne"
+    assert settings.functions.heartbeat == "fondation/queue:heartbeat"
+    assert settings.functions.complete == "queue:complete"
+
+
+def test_fondations_worker_settings_are_read_in_their_units() -> None:
+    """WORKER_ID, POLL_INTERVAL, LEASE_TIME and HEARTBEAT_INTERVAL, in milliseconds."""
+    settings = load(
+        CONVEX_URL="https://x.convex.cloud",
+        WORKER_ID="worker-eu-1",
+        POLL_INTERVAL="5000",
+        LEASE_TIME="300000",
+        HEARTBEAT_INTERVAL="60000",
+    )
+    assert settings is not None
+    assert settings.worker_id == "worker-eu-1"
+    assert settings.poll_interval_s == pytest.approx(5.0)
+    assert settings.lease_ms == 300_000
+    assert settings.heartbeat_interval_s == pytest.approx(60.0)
+
+
+def test_an_old_and_a_new_name_for_one_setting_are_refused() -> None:
+    with pytest.raises(ConvexConfigurationError, match="POLL_INTERVAL / CONVEX_POLL_INTERVAL"):
+        load(CONVEX_URL="https://x.convex.cloud", POLL_INTERVAL="5000", CONVEX_POLL_INTERVAL="5")
+
+
+def test_a_bad_old_setting_is_named_as_the_user_wrote_it() -> None:
+    with pytest.raises(ConvexConfigurationError) as refused:
+        load(CONVEX_URL="https://x.convex.cloud", POLL_INTERVAL="soon", LEASE_TIME="5")
+    text = str(refused.value)
+    assert "POLL_INTERVAL: 'soon' is not a number of milliseconds" in text
+    # 5 ms is under the 10 s minimum lease: reported under the name that was set.
+    assert "LEASE_TIME:" in text
+
+
+def test_the_encryption_key_is_64_hex_characters_and_never_shown() -> None:
+    key = "0f" * 32
+    settings = load(CONVEX_URL="https://x.convex.cloud", ENCRYPTION_KEY=key)
+    assert settings is not None
+    assert settings.encryption_key == SecretStr(key)
+    assert key not in repr(settings) + settings.model_dump_json()
+    with pytest.raises(ConvexConfigurationError) as refused:
+        load(CONVEX_URL="https://x.convex.cloud", ENCRYPTION_KEY="secret-but-short")
+    assert "ENCRYPTION_KEY: must be 64 hexadecimal characters" in str(refused.value)
+    assert "secret-but-short" not in str(refused.value)
