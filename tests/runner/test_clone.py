@@ -262,6 +262,9 @@ def test_gits_own_error_output_is_not_passed_on(tmp_path: Path) -> None:
 
 # ---- private repositories ---------------------------------------------------------
 
+LOCAL = ["127.0.0.1"]
+"""The test Git host listens on loopback, which clones refuse unless allowed."""
+
 PRIVATE_TOKEN = "ghp_" + "Zq9" * 12
 
 
@@ -296,7 +299,12 @@ def test_a_private_repository_is_cloned_with_its_token_which_shows_nowhere(
     monkeypatch.setenv("GIT_TRACE", str(trace))
     secret = credentials(tmp_path / "git-credentials", token=PRIVATE_TOKEN + "\n")
 
-    checkout = clone(private_host.url("private"), tmp_path / "clone", credentials_dir=secret)
+    checkout = clone(
+        private_host.url("private"),
+        tmp_path / "clone",
+        credentials_dir=secret,
+        allowed_hosts=LOCAL,
+    )
 
     assert (checkout.root / "taskq").is_dir()
     assert private_host.refused >= 1  # asked once without, as git does
@@ -313,10 +321,15 @@ def test_a_private_repository_without_its_token_is_a_clear_error(
     private_host: GitServer, tmp_path: Path
 ) -> None:
     with pytest.raises(CloneError, match=r"git fetch failed|cannot fetch"):
-        clone(private_host.url("private"), tmp_path / "clone")
+        clone(private_host.url("private"), tmp_path / "clone", allowed_hosts=LOCAL)
     wrong = credentials(tmp_path / "wrong", token="ghp_wrong")
     with pytest.raises(CloneError) as refused:
-        clone(private_host.url("private"), tmp_path / "clone2", credentials_dir=wrong)
+        clone(
+            private_host.url("private"),
+            tmp_path / "clone2",
+            credentials_dir=wrong,
+            allowed_hosts=LOCAL,
+        )
     assert "ghp_wrong" not in str(refused.value)
 
 
