@@ -709,6 +709,11 @@ async def test_two_operators_share_one_queue_and_run_each_job_once(
         assert len(k8s_jobs) == len(per_namespace[ns])
 
 
+def _error_of(job: dict[str, Any]) -> str:
+    """What the row says went wrong: `error` once failed, `lastError` while retrying."""
+    return " ".join(str(job.get(key) or "") for key in ("error", "lastError"))
+
+
 async def test_a_claim_too_large_to_record_fails_alone(
     kube: KubeClient,
     namespace: str,
@@ -717,23 +722,24 @@ async def test_a_claim_too_large_to_record_fails_alone(
 ) -> None:
     """Claim fields are bounded before they reach the claims Secret: a job
     whose URL is 5 KB fails in Convex naming the field, and the next runs."""
+    deployment = Deployment(emulator)
     huge_url = "https://example.com/acme/" + "w" * 5000 + ".git"
     oversized = enqueue(emulator, repositoryUrl=huge_url)
     good = enqueue(emulator)
     op = bridge_operators()
 
     refused = await convex_state(
-        emulator,
+        deployment,
         oversized,
-        lambda job: "claim cannot be recorded" in (job.get("error") or ""),
+        lambda job: "claim cannot be recorded" in _error_of(job),
         what="the oversized claim refused",
     )
-    assert "repository_url" in refused["error"] and "w" * 100 not in refused["error"]
+    assert "repository_url" in _error_of(refused) and "w" * 100 not in _error_of(refused)
     name = name_for(good, 1)
     await job_created(kube, namespace, name)
     course = course_of(name)
     await run_to_success(op, kube, namespace, name, course)
-    await status_is(emulator, good, "completed")
+    await status_is(deployment, good, "completed")
     crs = [c["metadata"]["name"] for c in await kube.list(ANALYSISJOBS, namespace)]
     assert crs == [name]
     claims = await kube.get(SECRETS, CLAIMS_SECRET, OPERATOR_NAMESPACE)
