@@ -117,6 +117,21 @@ class Spec:
     container: ContainerConfig
 
 
+def _python_image(name: str, repository: str, cmd: list[str], working_dir: str) -> Spec:
+    """The runner or the operator: the Debian root filesystem, the project, the user."""
+    return Spec(
+        name=name,
+        repository=repository,
+        rootfs=True,
+        container=ContainerConfig(
+            user=f"{contract.UID}:{contract.UID}",
+            env=[*PYTHON_ENV, f"HOME={contract.HOME}"],
+            cmd=cmd,
+            working_dir=working_dir,
+        ),
+    )
+
+
 SPECS: dict[str, Spec] = {
     spec.name: spec
     for spec in (
@@ -130,27 +145,14 @@ SPECS: dict[str, Spec] = {
                 entrypoint=["/pause"],
             ),
         ),
-        Spec(
-            name="runner",
-            repository=contract.RUNNER_REPOSITORY,
-            rootfs=True,
-            container=ContainerConfig(
-                user=f"{contract.UID}:{contract.UID}",
-                env=[*PYTHON_ENV, f"HOME={contract.HOME}"],
-                cmd=["python", "-m", "fondation_runner"],
-                working_dir=contract.WORKSPACE,
-            ),
+        _python_image(
+            "runner",
+            contract.RUNNER_REPOSITORY,
+            ["python", "-m", "fondation_runner"],
+            contract.WORKSPACE,
         ),
-        Spec(
-            name="operator",
-            repository=contract.OPERATOR_REPOSITORY,
-            rootfs=True,
-            container=ContainerConfig(
-                user=f"{contract.UID}:{contract.UID}",
-                env=[*PYTHON_ENV, f"HOME={contract.HOME}"],
-                cmd=["fondation", "operator"],
-                working_dir=contract.HOME,
-            ),
+        _python_image(
+            "operator", contract.OPERATOR_REPOSITORY, ["fondation", "operator"], contract.HOME
         ),
     )
 }
