@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from fondation_contracts import text
+
 NOT_A_CHAPTER = -1
 
 # Bounds of a course, generous for a real one (30 chapters, reviewed, with
@@ -82,8 +84,14 @@ class CourseError(_Model):
     @field_validator("path", "message", mode="before")
     @classmethod
     def _cut(cls, value: Any, info: ValidationInfo) -> Any:
-        limit = MAX_PATH_CHARS if info.field_name == "path" else MAX_MESSAGE_CHARS
-        if isinstance(value, str) and len(value) > limit:
+        """Printable (a message may quote a hostile file name or model answer,
+        and errors reach status and the UI), then cut to its limit."""
+        if not isinstance(value, str):
+            return value
+        is_path = info.field_name == "path"
+        value = text.path(value) if is_path else text.clean(value)
+        limit = MAX_PATH_CHARS if is_path else MAX_MESSAGE_CHARS
+        if len(value) > limit:
             return value[: limit - 1] + "…"
         return value
 

@@ -55,6 +55,16 @@ def test_long_error_messages_are_cut_not_refused() -> None:
     assert len(error.path) == 1024
 
 
+def test_error_paths_and_messages_are_printable_whoever_builds_them() -> None:
+    """A pipeline error quoting a hostile file name must not carry its controls."""
+    error = CourseError(
+        path="src/evil\nname\u202e.py",
+        message="chapter 2 (Bidi\u202eTxt \x1b[31mmodule\x1b[0m): no\x00 valid answer",
+    )
+    assert error.path == "src/evil\\nname.py"
+    assert error.message == "chapter 2 (BidiTxt module): no valid answer"
+
+
 def test_bounded_errors_keeps_the_first_and_counts_the_rest() -> None:
     errors = [CourseError(message=str(i)) for i in range(500)]
     kept = bounded_errors(errors)
