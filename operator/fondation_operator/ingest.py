@@ -95,9 +95,12 @@ class IngestServer:
     async def _body(self, request: web.Request, limit: int) -> Any:
         if request.content_length is not None and request.content_length > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-        raw = await request.content.read(limit + 1)
-        if len(raw) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
+        # `read(n)` returns what is buffered, not n bytes: read to the end.
+        raw = bytearray()
+        while chunk := await request.content.readany():
+            raw += chunk
+            if len(raw) > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
         try:
             return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

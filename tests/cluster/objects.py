@@ -195,6 +195,46 @@ async def post_report(
         return resp.status, await resp.text()
 
 
+async def post_report_in_pieces(
+    ingest_url: str,
+    namespace: str,
+    name: str,
+    what: str,
+    body: bytes,
+    *,
+    token: str,
+    headers: dict[str, str] | None = None,
+    piece: int = 4096,
+    pause: float = 0.001,
+) -> tuple[int, str]:
+    """POST over a raw socket, the body written `piece` bytes at a time with a
+    pause after each: what a slow or congested network delivers."""
+    host, _, port = ingest_url.removeprefix("http://").partition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        head = {
+            "Host": f"{host}:{port}",
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            "Connection": "close",
+            **(headers or {}),
+        }
+        path = f"/v1/namespaces/{namespace}/analysisjobs/{name}/{what}"
+        lines = [f"POST {path} HTTP/1.1", *(f"{k}: {v}" for k, v in head.items()), "", ""]
+        writer.write("\r\n".join(lines).encode())
+        for start in range(0, len(body), piece):
+            writer.write(body[start : start + piece])
+            await writer.drain()
+            await asyncio.sleep(pause)
+        answer = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    status_line, _, rest = answer.decode(errors="replace").partition("\r\n")
+    return int(status_line.split()[1]), rest.partition("\r\n\r\n")[2]
+
+
 class RetryableReport(Exception):
     """The operator answered 503: it is starting and will know the job shortly."""
 

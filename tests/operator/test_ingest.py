@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from fondation_contracts.course import Course, Document, DocumentKind
+from fondation_operator import course_store
 from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.resources import CONFIGMAPS
 from tests.cluster.objects import (
@@ -16,6 +18,7 @@ from tests.cluster.objects import (
     eventually,
     get_aj,
     post_report,
+    post_report_in_pieces,
     sample_course,
     wait_phase,
 )
@@ -144,3 +147,51 @@ async def test_refusals_write_nothing(
     assert status == 202
     progress = (await get_aj(kube, namespace, "job-a"))["status"]["progress"]
     assert progress["label"] == "1/6 abstractions"
+
+
+def _course_of_size(analysis: str, size: int) -> Course:
+    """A course of about `size` bytes of JSON, in chapters of at most 200 KB."""
+    paragraph = "The parser reads a token, then decides what the next rule is. " * 3 + "\n\n"
+    docs: list[Document] = []
+    remaining, index = size, 0
+    while remaining > 0:
+        repeat = min(remaining, 200_000) // len(paragraph)
+        text = f"# Chapter {index + 1}\n\n" + paragraph * repeat
+        docs.append(
+            Document.build(
+                kind=DocumentKind.CHAPTER,
+                slug=f"chapter-{index + 1:02d}",
+                title=f"Chapter {index + 1}",
+                chapter_index=index,
+                content=text,
+            )
+        )
+        remaining -= len(text)
+        index += 1
+    return Course(analysis=analysis, commit="a" * 40, documents=docs)
+
+
+@pytest.mark.parametrize(("size", "piece"), [(1_000_000, 4096), (8_000_000, 32_768)])
+async def test_a_course_split_by_the_network_arrives_whole(
+    kube: KubeClient, namespace: str, operator: OperatorProcess, size: int, piece: int
+) -> None:
+    cr = await create_aj(kube, namespace, "big")
+    await wait_phase(kube, namespace, "big", "Running")
+    course = _course_of_size("big", size)
+    body = course.model_dump_json(by_alias=True).encode()
+    assert len(body) >= size
+
+    status, text = await post_report_in_pieces(
+        operator.ingest_url,
+        namespace,
+        "big",
+        "course",
+        body,
+        token=operator.token_for(cr["metadata"]["uid"]),
+        headers={"X-Fondation-Attempt": "1"},
+        piece=piece,
+    )
+
+    assert status == 201, text
+    stored = await course_store.load(kube, namespace, "big")
+    assert stored.model_dump_json(by_alias=True).encode() == body
