@@ -1,5 +1,5 @@
 # The two set-up commands of README.md, and the benchmarks.
-.PHONY: demo test bench bench-reconcile bench-pipeline bench-convex
+.PHONY: demo test bench bench-reconcile bench-pipeline bench-convex bench-e2e
 
 demo:
 	scripts/demo.sh
@@ -20,3 +20,7 @@ bench-pipeline:
 bench-convex:
 	scripts/bootstrap.sh
 	.venv/bin/python -m bench.convex
+
+bench-e2e:
+	scripts/bootstrap.sh
+	.venv/bin/python -m bench.e2e

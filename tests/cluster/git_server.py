@@ -37,7 +37,7 @@ def _git(*args: str, cwd: Path) -> str:
     ).stdout.strip()
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
+def self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
     cert, key = directory / "git.crt", directory / "git.key"
     subprocess.run(
         [
@@ -50,9 +50,9 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
             "-days",
             "2",
             "-subj",
-            "/CN=127.0.0.1",
+            f"/CN={host}",
             "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            f"subjectAltName=IP:{host},DNS:localhost",
             "-keyout",
             str(key),
             "-out",
@@ -65,13 +65,17 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 class GitServer:
-    """Serves bare repositories under `root` at https://127.0.0.1:<port>/<name>.git."""
+    """Serves bare repositories under `root` at https://<host>:<port>/<name>.git.
 
-    def __init__(self, workdir: Path | None = None) -> None:
+    `host` is loopback, or the tier-2 node's bridge address so pods reach it.
+    """
+
+    def __init__(self, workdir: Path | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="fondation-git-"))
         self.root = self.workdir / "repos"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.cert, self.key = self_signed(self.workdir)
+        self.cert, self.key = self_signed(self.workdir, host)
         self.port = free_port()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -79,7 +83,7 @@ class GitServer:
         self.requests = 0
 
     def url(self, name: str) -> str:
-        return f"https://127.0.0.1:{self.port}/{name}.git"
+        return f"https://{self.host}:{self.port}/{name}.git"
 
     def publish(self, source: Path, name: str, *, branch: str = "main") -> str:
         """Commit a copy of `source` as a bare repository `name`; returns the commit."""
@@ -151,7 +155,7 @@ class GitServer:
             loop.run_until_complete(self._runner.setup())
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(self.cert, self.key)
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=tls)
+            site = web.TCPSite(self._runner, self.host, self.port, ssl_context=tls)
             loop.run_until_complete(site.start())
             ready.set()
             loop.run_forever()

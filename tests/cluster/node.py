@@ -24,13 +24,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gzip
-import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,16 +37,21 @@ from typing import IO
 
 import yaml
 
+from images import build as images
 from tests.cluster.controlplane import HERE, ControlPlane, Process, ProcessDied, free_port, wait_for
 from tests.cluster.host import HostState, delete_link, write_sysctl
 
 BRIDGE = "fondation0"
 BRIDGE_IP = "10.244.0.1"
+# "Outside" services (the Git host, the model API) as pods see them: an
+# address outside every private range (TEST-NET-2), a second address of the
+# bridge, so the runner NetworkPolicy (which denies private ranges) treats it
+# as the internet, while packets to it never leave the machine.
+OUTSIDE_IP = "198.51.100.10"
 POD_CIDR = "10.244.0.0/24"
 SERVICE_CIDR = "10.0.0.0/24"
 CLUSTER_DOMAIN = "cluster.local"
 NODE_NAME = "fondation-node"
-PAUSE_IMAGE = "localhost/fondation/pause:1"
 LOCK_PATH = Path("/run/lock/fondation-tier2.lock")
 CACHE = Path(
     os.environ.get("FONDATION_CACHE")
@@ -110,57 +112,6 @@ def gobuild(name: str, package: str) -> Path:
     return Path(out)
 
 
-def pause_image_archive() -> Path:
-    """The sandbox (pause) image as a docker-archive, built once and cached.
-
-    A static binary of a few lines of C: sleeps until SIGINT/SIGTERM, reaps
-    children. The archive is deterministic (fixed mtimes and owners).
-    """
-    source = HERE / "pause" / "pause.c"
-    key = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    out = CACHE / "pause" / key / "pause.tar"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    binary = out.parent / "pause"
-    subprocess.run(["gcc", "-Os", "-static", "-s", "-o", str(binary), str(source)], check=True)
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        info = tarfile.TarInfo("pause")
-        info.mode = 0o755
-        data = binary.read_bytes()
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    layer_bytes = layer.getvalue()
-    diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        },
-        sort_keys=True,
-    ).encode()
-    config_name = hashlib.sha256(config).hexdigest() + ".json"
-    manifest = json.dumps(
-        [{"Config": config_name, "RepoTags": [PAUSE_IMAGE], "Layers": ["layer.tar"]}]
-    ).encode()
-    partial = out.with_suffix(".partial")
-    with tarfile.open(partial, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name, data in (
-            ("layer.tar", layer_bytes),
-            (config_name, config),
-            ("manifest.json", manifest),
-        ):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    partial.rename(out)
-    return out
-
-
 @dataclass
 class Node:
     """Start with `start()`, stop with `stop()`; or use as a context manager.
@@ -177,6 +128,10 @@ class Node:
     dns_port: int = 53
     # kube-router's firewall, enforcing NetworkPolicies.
     network_policies: bool = True
+    # The project's images (images/build.py), imported into containerd: the
+    # sandbox (pause) image and, unless `images=["pause"]`, runner and operator.
+    image_names: tuple[str, ...] = ("pause", "runner", "operator")
+    images: list[images.Built] = field(default_factory=list)
     _lock: IO[bytes] | None = None
 
     def __enter__(self) -> Node:
@@ -215,6 +170,7 @@ class Node:
                     ) from None
                 time.sleep(1)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.images = images.build_all(self.image_names)
         self.host_state = HostState.record()
         try:
             self._network()
@@ -224,7 +180,8 @@ class Node:
                 )
             self.cp.start(timeout=timeout)
             self._start_containerd(timeout)
-            self.import_image(pause_image_archive())
+            for image in self.images:
+                self.import_image(Path(image.path))
             self._start_kubelet(timeout)
             self._start_scheduler()
             self._start_kube_proxy(timeout)
@@ -290,6 +247,7 @@ class Node:
             ["ip", "link", "add", BRIDGE, "type", "bridge"],
             ["ip", "addr", "add", f"{BRIDGE_IP}/24", "dev", BRIDGE],
             ["ip", "link", "set", BRIDGE, "up"],
+            ["ip", "addr", "add", f"{OUTSIDE_IP}/32", "dev", BRIDGE],
         ):
             subprocess.run(command, check=True, capture_output=True)
         write_sysctl("net/ipv4/ip_forward", "1")
@@ -322,8 +280,13 @@ class Node:
                         "type": "host-local",
                         "dataDir": str(base / "ipam"),
                         "ranges": [[{"subnet": POD_CIDR, "gateway": BRIDGE_IP}]],
-                        # Only the pod and Service ranges: no default route.
-                        "routes": [{"dst": POD_CIDR}, {"dst": SERVICE_CIDR}],
+                        # Only the pod and Service ranges and the "outside"
+                        # address of this machine: no default route.
+                        "routes": [
+                            {"dst": POD_CIDR},
+                            {"dst": SERVICE_CIDR},
+                            {"dst": f"{OUTSIDE_IP}/32"},
+                        ],
                     },
                 },
                 {"type": "portmap", "capabilities": {"portMappings": True}},
@@ -342,7 +305,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 [ttrpc]
   address = "{base}/containerd.ttrpc.sock"
 [{cri}]
-  sandbox_image = "{PAUSE_IMAGE}"
+  sandbox_image = "{self.image("pause")}"
   restrict_oom_score_adj = true
   enable_selinux = false
   [{cri}.containerd]
@@ -600,6 +563,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                     os.kill(int(pid_dir.name), 9)
 
     # ---- helpers -----------------------------------------------------------
+
+    def image(self, name: str) -> str:
+        """Reference (`repository:tag`) of one of the project's images."""
+        return next(i.ref for i in self.images if i.name == name)
 
     def pods_cgroup(self) -> Iterator[Path]:
         yield from Path("/sys/fs/cgroup/memory/kubepods").glob("**/memory.max_usage_in_bytes")

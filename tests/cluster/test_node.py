@@ -12,12 +12,12 @@ import subprocess
 import pytest
 
 from tests.cluster.controlplane import wait_for
-from tests.cluster.node import BRIDGE, NODE_NAME, PAUSE_IMAGE, POD_CIDR, Node
+from tests.cluster.node import BRIDGE, NODE_NAME, POD_CIDR, Node
 
 pytestmark = [pytest.mark.node]
 
 
-def _pod(name: str) -> str:
+def _pod(name: str, image: str) -> str:
     return json.dumps(
         {
             "apiVersion": "v1",
@@ -33,7 +33,7 @@ def _pod(name: str) -> str:
                 "containers": [
                     {
                         "name": "c",
-                        "image": PAUSE_IMAGE,
+                        "image": image,
                         "imagePullPolicy": "Never",
                         "securityContext": {
                             "allowPrivilegeEscalation": False,
@@ -51,7 +51,7 @@ def test_node_is_ready_and_a_restricted_pod_runs_in_containerd(node: Node) -> No
     cp = node.cp
     cp.kubectl("create", "namespace", "smoke")
     cp.kubectl("label", "namespace", "smoke", "pod-security.kubernetes.io/enforce=restricted")
-    cp.kubectl("apply", "-n", "smoke", "-f", "-", input=_pod("sleeper"))
+    cp.kubectl("apply", "-n", "smoke", "-f", "-", input=_pod("sleeper", node.image("pause")))
 
     def running() -> bool:
         out = cp.kubectl("get", "pod", "sleeper", "-n", "smoke", "-o", "json").stdout
