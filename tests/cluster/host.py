@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +104,29 @@ def unmount_under(prefixes: list[str]) -> None:
     for point in _mounts_under(prefixes):
         # Lazy: a mount still busy (a dying shim) goes as soon as it is free.
         _run("umount", "-l", point)
+
+
+def kill_cgroup_processes(name: str = CGROUP_NAME) -> None:
+    """SIGKILL every process left in the `name` cgroup tree (the pods').
+
+    Only called when the tree was created by the node: anything in it is a
+    container process the node started whose shim is already gone.
+    """
+    top = CGROUP_ROOT / "memory" / name
+    if not top.is_dir():
+        top = CGROUP_ROOT / "pids" / name
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pids = []
+        for procs in top.glob("**/cgroup.procs") if top.is_dir() else []:
+            with contextlib.suppress(OSError):
+                pids += [int(pid) for pid in procs.read_text().split()]
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        time.sleep(0.1)
 
 
 def remove_cgroups(name: str = CGROUP_NAME) -> list[str]:

@@ -39,7 +39,7 @@ import yaml
 
 from images import build as images
 from tests.cluster.controlplane import HERE, ControlPlane, Process, ProcessDied, free_port, wait_for
-from tests.cluster.host import HostState, delete_link, write_sysctl
+from tests.cluster.host import HostState, delete_link, kill_cgroup_processes, write_sysctl
 
 BRIDGE = "fondation0"
 BRIDGE_IP = "10.244.0.1"
@@ -195,11 +195,19 @@ class Node:
     def stop(self) -> list[str]:
         """Stop everything and restore the machine; returns what could not be undone."""
         problems: list[str] = []
-        self._remove_pods()
+        # The kubelet first, so no new sandbox starts; then every container
+        # (sandboxes included) through containerd; then containerd, its
+        # shims, and any process left in the pods' cgroups.
         for proc in reversed(self.processes):
+            if proc.name != "containerd":
+                proc.stop()
+        self._remove_pods()
+        for proc in self.processes:
             proc.stop()
         self.processes.clear()
         self._kill_shims()
+        if self.host_state is not None and not self.host_state.existing_cgroups:
+            kill_cgroup_processes()
         if self.control_plane is not None:
             self.control_plane.stop()
         delete_link(BRIDGE)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -186,18 +187,27 @@ RUNNER_LABELS = {
     "app.kubernetes.io/name": "fondation-runner",
     "app.kubernetes.io/managed-by": "fondation-operator",
 }
-# Tries a TCP connection to each host:port given as argument; prints one JSON
-# object: {"host:port": true if it connected}.
+# Tries a TCP connection to each host:port of the JSON object given as
+# argument, whose values say whether a connection is expected; tries again
+# (a NetworkPolicy enforcer programs a new pod's rules within seconds) until
+# every target behaves as expected or the deadline passes, then prints one
+# JSON object: {"host:port": true if it connected}.
 _PROBE = """
-import json, socket, sys
-out = {}
-for target in sys.argv[1:]:
-    host, port = target.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=4).close()
-        out[target] = True
-    except OSError:
-        out[target] = False
+import json, socket, sys, time
+expected = json.loads(sys.argv[1])
+deadline = time.monotonic() + float(sys.argv[2])
+while True:
+    out = {}
+    for target in expected:
+        host, port = target.rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            out[target] = True
+        except OSError:
+            out[target] = False
+    if out == expected or time.monotonic() > deadline:
+        break
+    time.sleep(1)
 print(json.dumps(out))
 """
 
@@ -262,11 +272,19 @@ def run_pod(node: Node, namespace: str, body: Any, *, timeout: float = 120) -> s
 
 
 def probe(
-    node: Node, namespace: str, name: str, targets: list[str], labels: dict[str, str]
+    node: Node,
+    namespace: str,
+    name: str,
+    expected: dict[str, bool],
+    labels: dict[str, str],
+    *,
+    deadline: float = 45,
 ) -> dict[str, bool]:
-    """From a pod with `labels` in `namespace`: which `host:port` accept a connection."""
-    body = restricted_pod(name, node.image("runner"), ["python", "-c", _PROBE, *targets], labels)
-    log = run_pod(node, namespace, body)
+    """From a pod with `labels` in `namespace`: which `host:port` accept a
+    connection, once they all behave as `expected` or `deadline` s passed."""
+    command = ["python", "-c", _PROBE, json.dumps(expected), str(deadline)]
+    body = restricted_pod(name, node.image("runner"), command, labels)
+    log = run_pod(node, namespace, body, timeout=deadline + 120)
     result: dict[str, bool] = json.loads(log.strip().splitlines()[-1])
     return result
 
@@ -284,11 +302,11 @@ print(json.dumps({str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdi
 
 
 def course_in_pod(
-    node: Node, namespace: str, git: GitServer, commit: str, *, chapters: int
+    node: Node, namespace: str, git: GitServer, commit: str, *, chapters: int, repo: str = "sample"
 ) -> dict[str, str]:
-    """sha256 of each document the runner image writes for `commit` (offline
-    backend, deterministic), computed in a pod of that image."""
-    args = [git.url("sample"), "--ref", commit, "--backend", "offline"]
+    """sha256 of each document the runner image writes for `commit` of `repo`
+    (offline backend, deterministic), computed in a pod of that image."""
+    args = [git.url(repo), "--ref", commit, "--backend", "offline"]
     args += ["--max-chapters", str(chapters)]
     body = restricted_pod(
         f"course-{commit[:8]}",
@@ -303,3 +321,19 @@ def course_in_pod(
     )
     result: dict[str, str] = json.loads(run_pod(node, namespace, body).strip().splitlines()[-1])
     return result
+
+
+def course_get(node: Node, namespace: str, name: str, out: Path) -> dict[str, str]:
+    """`fondation course get` into `out`; sha256 of each document it wrote."""
+    got = subprocess.run(
+        [
+            *(sys.executable, "-m", "fondation_cli", "course", "get", name, "-n", namespace),
+            *("--out", str(out), "--kubeconfig", str(node.cp.kubeconfig)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if got.returncode != 0:
+        raise AssertionError(f"fondation course get {name} exited {got.returncode}: {got.stderr}")
+    return sha256_tree(out / OUTPUT)

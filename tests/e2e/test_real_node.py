@@ -12,8 +12,6 @@ Service by its DNS name, and is read back with `kubectl logs` and
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +27,11 @@ from tests.cluster.release import (
     OPERATOR_SERVICE,
     OUTPUT,
     RELEASE,
+    RELEASE_NAMESPACE,
     RUNNER_LABELS,
     SAMPLE_REPO,
     apply_analysis,
+    course_get,
     course_in_pod,
     get_json,
     helm_for,
@@ -41,7 +41,6 @@ from tests.cluster.release import (
     restricted_pod,
     runner_namespace,
     runner_pods,
-    sha256_tree,
     wait_analysis,
 )
 
@@ -109,29 +108,8 @@ def test_helm_install_then_an_analysis_runs_in_a_real_pod_and_its_course_is_rebu
     # backend, which is deterministic) run in a pod on the same commit. (The
     # runner pod's emptyDir is gone by now: the kubelet removes a finished
     # pod's volumes.)
-    out = tmp_path / "course"
-    got = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fondation_cli",
-            "course",
-            "get",
-            "sample",
-            "-n",
-            namespace,
-            "--out",
-            str(out),
-            "--kubeconfig",
-            str(node.cp.kubeconfig),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert got.returncode == 0, got.stderr
     written = course_in_pod(node, namespace, node_git, result["commit"], chapters=4)
-    rebuilt = sha256_tree(out / OUTPUT)
+    rebuilt = course_get(node, namespace, "sample", tmp_path / "course")
     assert len(written) == result["documents"]
     assert rebuilt == written
     print(f"\napply -> Succeeded: {elapsed:.1f} s, {len(written)} documents identical")
@@ -158,16 +136,117 @@ def test_network_policies_confine_runner_pods_and_the_ingest_port(
     git = f"{OUTSIDE_IP}:{node_git.port}"
     api_service = "10.0.0.1:443"
     api_direct = f"{BRIDGE_IP}:{node.cp.api_port}"
-    targets = [ingest, metrics, git, web, api_service, api_direct]
-
-    runner = probe(node, namespace, "runner-probe", targets, RUNNER_LABELS)
-    # Allowed: the ingest endpoint (by Service name), the Git host.
-    assert runner[ingest] and runner[git], runner
-    # Denied: the API server (Service or direct), another namespace's pods.
-    assert not runner[api_service] and not runner[api_direct] and not runner[web], runner
-
+    # Allowed: the ingest endpoint (by Service name), the Git host. Denied:
+    # the API server (Service or direct), another namespace's pods, the
+    # operator's other port.
+    expected = {ingest: True, git: True}
+    expected |= {api_service: False, api_direct: False, web: False, metrics: False}
+    assert probe(node, namespace, "runner-probe", expected, RUNNER_LABELS) == expected
     # A pod that is not a runner reaches the other pod and the operator's
     # metrics port (so the probe can connect), but not its ingest port.
-    plain = probe(node, namespace, "plain-probe", targets, {"app": "not-a-runner"})
-    assert plain[web] and plain[metrics], plain
-    assert not plain[ingest], plain
+    expected = {web: True, metrics: True, ingest: False}
+    assert probe(node, namespace, "plain-probe", expected, {"app": "not-a-runner"}) == expected
+
+
+def big_repository(root: Path, packages: int = 10, modules: int = 3, functions: int = 25) -> Path:
+    """A Python project whose offline course is over 1 MB: `packages`
+    packages (one chapter each), each of `modules` modules under the
+    runner's 100 KB per-file cap, with long docstrings, importing one another."""
+    sentence = (
+        "This function takes part in the processing pipeline of the package and documents "
+        "its inputs, its outputs, its failure modes and the invariants callers rely on. "
+    )
+    for p in range(packages):
+        package = root / f"stage_{p:02d}"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text(f'"""Stage {p} of the large pipeline."""\n')
+        for m in range(modules):
+            lines = [f'"""Stage {p}, part {m}."""', ""]
+            if p:
+                lines += [f"from stage_{p - 1:02d}.part_{m} import step_0", ""]
+            for f in range(functions):
+                lines += [
+                    f"def step_{f}(value: int) -> int:",
+                    f'    """Step {f} of stage {p}, part {m}. {sentence * 5}"""',
+                    f"    return value + {f}",
+                    "",
+                ]
+            (package / f"part_{m}.py").write_text("\n".join(lines))
+    (root / "README.md").write_text("# A large pipeline\n\nTen stages.\n")
+    return root
+
+
+def test_a_course_over_1_mb_of_10_chapters_arrives_whole(
+    node: Node, release: str, node_git: GitServer, tmp_path: Path
+) -> None:
+    namespace = "e2e-real"
+    commit = node_git.publish(big_repository(tmp_path / "big"), "big")
+    apply_analysis(node, namespace, "big", node_git.url("big"), maxChapters=10)
+    body = wait_analysis(node, namespace, "big", "Succeeded", timeout=600)
+    result = body["status"]["result"]
+    assert result["chapters"] == 10
+    assert result["partial"] is False
+    out = tmp_path / "course"
+    rebuilt = course_get(node, namespace, "big", out)
+    size = sum(p.stat().st_size for p in (out / OUTPUT).rglob("*") if p.is_file())
+    assert size > 1_000_000, size
+    assert rebuilt == course_in_pod(node, namespace, node_git, commit, chapters=10, repo="big")
+    print(f"\n{len(rebuilt)} documents, {size / 1e6:.2f} MB, identical to the runner's")
+
+
+def test_a_runner_over_its_memory_limit_is_oomkilled_and_retried(
+    node: Node, release: str, node_git: GitServer
+) -> None:
+    namespace = "e2e-real"
+    tiny = {"cpu": "100m", "memory": "24Mi", "ephemeral-storage": "64Mi"}
+    apply_analysis(
+        node,
+        namespace,
+        "oom",
+        node_git.url("sample"),
+        retries=1,
+        resources={"requests": tiny, "limits": tiny},
+    )
+    body = wait_analysis(node, namespace, "oom", "Failed", timeout=300)
+    status = body["status"]
+    assert status["attempt"] == 2  # retried once, as `retries: 1` allows
+    assert "OOMKilled" in status["failure"]["message"], status["failure"]
+    pods = runner_pods(node, namespace, "oom")
+    assert len(pods) == 2
+    for pod in pods:
+        terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert terminated["reason"] == "OOMKilled", terminated
+
+
+def test_helm_upgrade_and_uninstall_leave_no_orphans(
+    node: Node, node_helm: Helm, release: str, node_git: GitServer, tmp_path: Path
+) -> None:
+    namespace = "e2e-real"
+    apply_analysis(node, namespace, "kept", node_git.url("sample"))
+    wait_analysis(node, namespace, "kept", "Succeeded", timeout=300)
+    # New values: the operator is rolled, its old pod goes, nothing else moves.
+    install(node_helm, node, command="upgrade", workers=4, maxConcurrentJobs=5)
+    operator = operator_pod(node)
+    env = {e["name"]: e.get("value") for e in operator["spec"]["containers"][0]["env"]}
+    assert env["FONDATION_WORKERS"] == "4"
+    wait_for(
+        lambda: len(get_json(node, "pods", "-n", RELEASE_NAMESPACE)["items"]) == 1,
+        timeout=120,
+        what="the old operator pod to go",
+    )
+    node_helm.run("uninstall", RELEASE, "-n", RELEASE_NAMESPACE, "--wait", "--timeout=120s")
+    kinds = "deployments,replicasets,pods,services,configmaps,secrets,networkpolicies"
+
+    def release_objects() -> list[str]:
+        found = get_json(node, kinds, "-n", RELEASE_NAMESPACE)["items"]
+        # kube-root-ca.crt is the cluster's, in every namespace.
+        return [o["metadata"]["name"] for o in found if o["metadata"]["name"] != "kube-root-ca.crt"]
+
+    wait_for(lambda: not release_objects(), timeout=120, what="the release's objects to go")
+    # Nor does the runner egress NetworkPolicy it put in the runner namespace.
+    assert get_json(node, "networkpolicies", "-n", namespace)["items"] == []
+    # AnalysisJobs and their courses stay; their Jobs, pods and token
+    # Secrets belong to them, not to the release.
+    assert get_json(node, "analysisjob", "kept", "-n", namespace)["status"]["phase"] == "Succeeded"
+    assert course_get(node, namespace, "kept", tmp_path / "kept")
+    install(node_helm, node)  # for the tests after this one
