@@ -61,6 +61,7 @@ def chart_values(node: Node, **overrides: Any) -> dict[str, Any]:
 def helm_for(node: Node, home: Path) -> Helm:
     """The pinned helm binary, pointed at the node's cluster."""
     out = subprocess.run([str(HELM_BUILD)], check=True, capture_output=True, text=True)
+    home.mkdir(parents=True, exist_ok=True)
     helm = Helm(Path(out.stdout.strip()), home)
     helm.env["KUBECONFIG"] = str(node.cp.kubeconfig)
     return helm

@@ -250,3 +250,41 @@ def test_helm_upgrade_and_uninstall_leave_no_orphans(
     assert get_json(node, "analysisjob", "kept", "-n", namespace)["status"]["phase"] == "Succeeded"
     assert course_get(node, namespace, "kept", tmp_path / "kept")
     install(node_helm, node)  # for the tests after this one
+
+
+def test_an_evicted_runner_is_retried_without_counting_an_attempt(
+    node: Node, release: str, node_git: GitServer, tmp_path: Path
+) -> None:
+    namespace = "e2e-real"
+    # A course that takes long enough to evict its pod in the middle.
+    node_git.publish(big_repository(tmp_path / "slow"), "slow")
+    apply_analysis(node, namespace, "evicted", node_git.url("slow"), maxChapters=10)
+
+    def running_pod() -> str:
+        for pod in runner_pods(node, namespace, "evicted"):
+            if pod["status"].get("phase") == "Running":
+                return str(pod["metadata"]["name"])
+        return ""
+
+    wait_for(running_pod, timeout=120, interval=0.2, what="the runner pod Running")
+    first = running_pod()
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": first, "namespace": namespace},
+    }
+    node.cp.kubectl(
+        "create",
+        "--raw",
+        f"/api/v1/namespaces/{namespace}/pods/{first}/eviction",
+        "-f",
+        "-",
+        input=json.dumps(eviction),
+    )
+    body = wait_analysis(node, namespace, "evicted", "Succeeded", timeout=600)
+    # The Job replaced the evicted pod: same attempt, not a retry.
+    assert body["status"]["attempt"] == 1
+    pods = {p["metadata"]["name"]: p for p in runner_pods(node, namespace, "evicted")}
+    assert first in pods and len(pods) == 2, list(pods)
+    conditions = {c["type"] for c in pods[first]["status"].get("conditions") or []}
+    assert "DisruptionTarget" in conditions
