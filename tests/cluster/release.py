@@ -113,16 +113,15 @@ def restricted_namespace(node: Node, name: str) -> str:
 
 
 def runner_namespace(node: Node, name: str, git: GitServer) -> str:
-    """A restricted namespace whose runner pods trust the Git host's CA."""
+    """A restricted namespace whose runner pods trust the Git host's CA (idempotent)."""
     restricted_namespace(node, name)
-    node.cp.kubectl(
-        "create",
-        "configmap",
-        GIT_CA_CONFIGMAP,
-        "-n",
-        name,
-        f"--from-file=ca.crt={git.cert}",
-    )
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": GIT_CA_CONFIGMAP, "namespace": name},
+        "data": {"ca.crt": git.cert.read_text()},
+    }
+    node.cp.kubectl("apply", "-f", "-", input=json.dumps(configmap))
     return name
 
 

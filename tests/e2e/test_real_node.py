@@ -29,6 +29,7 @@ from tests.cluster.release import (
     RELEASE,
     RELEASE_NAMESPACE,
     RUNNER_LABELS,
+    RUNNER_NAMESPACES,
     SAMPLE_REPO,
     apply_analysis,
     course_get,
@@ -63,9 +64,11 @@ def node_git(node: Node) -> Iterator[GitServer]:
 
 
 @pytest.fixture(scope="session")
-def release(node: Node, node_helm: Helm) -> str:
-    """The chart installed, its operator pod Ready."""
+def release(node: Node, node_helm: Helm, node_git: GitServer) -> str:
+    """The chart installed, its operator pod Ready; runner namespaces trust the Git host."""
     install(node_helm, node)
+    for namespace in RUNNER_NAMESPACES:
+        runner_namespace(node, namespace, node_git)
     return RELEASE
 
 
