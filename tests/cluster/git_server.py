@@ -81,6 +81,9 @@ class GitServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self.requests = 0
+        # Seconds each fetch of a repository waits before it is served: a
+        # runner pod then stays in its clone step long enough to disrupt it.
+        self.fetch_delays: dict[str, float] = {}
 
     def url(self, name: str) -> str:
         return f"https://{self.host}:{self.port}/{name}.git"
@@ -108,6 +111,9 @@ class GitServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         body = await request.read()
+        repository = request.path.strip("/").split(".git", 1)[0]
+        if request.method == "POST" and repository in self.fetch_delays:
+            await asyncio.sleep(self.fetch_delays[repository])
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "GIT_PROJECT_ROOT": str(self.root),

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gzip
 import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -96,12 +94,6 @@ def preflight() -> None:
     if out.returncode != 0:
         raise NodeUnavailable(f"cannot create a bridge: {out.stderr.strip()}")
     delete_link(probe)
-
-
-def outside_interfaces() -> list[str]:
-    """Interfaces through which traffic could leave the machine."""
-    names = [p.name for p in Path("/sys/class/net").iterdir()]
-    return sorted(n for n in names if n not in ("lo", BRIDGE) and not n.startswith("veth"))
 
 
 def gobuild(name: str, package: str) -> Path:
@@ -351,11 +343,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         return result
 
     def import_image(self, archive: Path) -> None:
-        """Load a docker-archive (or OCI archive) into the node's containerd."""
-        if archive.suffix == ".gz":
-            with gzip.open(archive) as src, (self.workdir / "image.tar").open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            archive = self.workdir / "image.tar"
+        """Load a docker-archive into the node's containerd."""
         self.ctr("images", "import", "--no-unpack=false", str(archive))
 
     def _start_kubelet(self, timeout: float) -> None:
@@ -434,13 +422,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         return proc
 
     def kill_kubelet(self) -> None:
-        """Kill the kubelet (SIGKILL) as a node failure would; its pods keep running."""
-        for proc in list(self.processes):
-            if proc.name == "kubelet":
-                proc.popen.kill()
-                proc.popen.wait(10)
-                proc.stop()
-                self.processes.remove(proc)
+        """SIGKILL the kubelet, as a crash would; containerd keeps its pods running."""
+        for proc in [p for p in self.processes if p.name == "kubelet"]:
+            proc.popen.kill()
+            proc.stop()
+            self.processes.remove(proc)
 
     def _start_scheduler(self) -> None:
         self._kcp(
@@ -575,6 +561,3 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     def image(self, name: str) -> str:
         """Reference (`repository:tag`) of one of the project's images."""
         return next(i.ref for i in self.images if i.name == name)
-
-    def pods_cgroup(self) -> Iterator[Path]:
-        yield from Path("/sys/fs/cgroup/memory/kubepods").glob("**/memory.max_usage_in_bytes")
