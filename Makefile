@@ -1,5 +1,5 @@
 # The two set-up commands of README.md, and the benchmarks.
-.PHONY: demo test bench bench-reconcile bench-pipeline bench-convex bench-images images
+.PHONY: demo test bench bench-reconcile bench-pipeline bench-convex bench-images bench-e2e images
 
 demo:
 	scripts/demo.sh
@@ -29,3 +29,7 @@ bench-images:
 images:
 	scripts/bootstrap.sh
 	.venv/bin/python -m images.build
+
+bench-e2e:
+	scripts/bootstrap.sh
+	.venv/bin/python -m bench.e2e

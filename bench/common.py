@@ -10,12 +10,13 @@ import platform
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fondation_contracts import analysisjob as aj
 from fondation_operator.kube.client import KubeClient
-from fondation_operator.kube.resources import JOBS, NAMESPACES
+from fondation_operator.kube.resources import JOBS, NAMESPACES, Resource
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -25,11 +26,23 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class JobWatch:
-    """Arrival time of each Job (ADDED) in a namespace, by owner name."""
+    """Arrival time of each Job (ADDED) in a namespace, by owner name.
 
-    def __init__(self, kube: KubeClient, namespace: str) -> None:
+    With `resource` and `reached`, the first time an object of that resource
+    (a runner pod) is seen in a state that `reached` accepts (Running).
+    """
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        namespace: str,
+        resource: Resource = JOBS,
+        reached: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
         self.kube = kube
         self.namespace = namespace
+        self.resource = resource
+        self.reached = reached
         self.seen: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
         self.waiters: dict[str, asyncio.Future[float]] = {}
@@ -54,16 +67,21 @@ class JobWatch:
 
     async def _run(self) -> None:
         # Watch from "now": list once for the resourceVersion, then stream.
-        page = await self.kube.request("GET", JOBS.path(self.namespace), params={"limit": "1"})
+        path = self.resource.path(self.namespace)
+        page = await self.kube.request("GET", path, params={"limit": "1"})
         params = {
             "watch": "1",
             "labelSelector": aj.LABEL_ANALYSISJOB,
             "resourceVersion": page["metadata"]["resourceVersion"],
         }
         self.ready.set()
-        async for event in self.kube.stream(JOBS.path(self.namespace), params, read_timeout=3600):
+        async for event in self.kube.stream(path, params, read_timeout=3600):
             now = time.perf_counter()
-            if event.get("type") != "ADDED":
+            kind = event.get("type")
+            if self.reached is None:
+                if kind != "ADDED":
+                    continue
+            elif kind not in ("ADDED", "MODIFIED") or not self.reached(event["object"]):
                 continue
             owner = event["object"]["metadata"]["labels"][aj.LABEL_ANALYSISJOB]
             self.counts[owner] += 1

@@ -2,7 +2,9 @@
 # Installs everything the demo and the tests need, idempotently and cached:
 #   - the Python virtualenv (.venv), rebuilt when pyproject.toml changes;
 #   - the Node tooling for convex/ (node_modules), reinstalled when package-lock.json changes;
-#   - the test control plane binary (tests/cluster/kcp), rebuilt when its Go sources change.
+#   - the machine packages of the tier-2 node (scripts/bootstrap-host.sh), when missing;
+#   - the test control plane and node binary (tests/cluster/kcp), rebuilt when its Go sources change;
+#   - CoreDNS and kube-router of the tier-2 node (tests/cluster/gobuild.sh), cached the same way.
 # Safe to run on a fresh machine and cheap to run again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,5 +32,8 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
 fi
 
 scripts/bootstrap-node.sh
+scripts/bootstrap-host.sh
 tests/cluster/build.sh >/dev/null
 tests/cluster/helm/build.sh >/dev/null
+tests/cluster/gobuild.sh coredns . >/dev/null
+tests/cluster/gobuild.sh kube-router github.com/cloudnativelabs/kube-router/v2/cmd/kube-router >/dev/null

@@ -3,6 +3,11 @@
 The control plane is started once per session (about 4 s warm); each test
 gets its own namespace, labelled to enforce the restricted Pod Security
 Standard, and its own operator process watching only that namespace.
+
+Tier 2 (tests marked `node`): the `node` fixture starts the real node of
+tests/cluster/node.py once per session, with a control plane of its own, and
+stops it leaving the machine as it was; when the machine cannot run a node,
+those tests are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from fondation_operator.kube.client import KubeClient
 from fondation_operator.kube.errors import NotFound
 from fondation_operator.kube.resources import NAMESPACES
 from tests.cluster.controlplane import ControlPlane
+from tests.cluster.node import Node, NodeUnavailable, preflight
 from tests.cluster.operator_process import OperatorProcess, install_rbac
 
 _namespaces = itertools.count(1)
@@ -28,6 +34,19 @@ _namespaces = itertools.count(1)
 def control_plane() -> Iterator[ControlPlane]:
     with ControlPlane() as cp:
         yield cp
+
+
+@pytest.fixture(scope="session")
+def node() -> Iterator[Node]:
+    try:
+        preflight()
+    except NodeUnavailable as exc:
+        pytest.skip(f"tier-2 node unavailable on this machine: {exc}")
+    real = Node()
+    real.start()
+    yield real
+    problems = real.stop()
+    assert not problems, f"the node left the machine changed: {problems}"
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,8 @@ TOKEN_MOUNT = "/var/run/fondation/token"
 CLAUDE_CREDENTIALS_MOUNT = "/var/run/fondation/claude"
 WORKSPACE = image.WORKSPACE
 CACHE_MOUNT = "/var/cache/fondation"
+GIT_CA_MOUNT = "/var/run/fondation/git-ca"
+GIT_CA_KEY = "ca.crt"
 
 AUTOSCALER_ANNOTATIONS = {
     # A half-done analysis is expensive: don't let scale-down evict it.
@@ -131,6 +133,9 @@ def _env(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> list[dict
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
     if settings.cache_claim_name:
         env.append({"name": "FONDATION_CACHE_DIR", "value": CACHE_MOUNT})
+    if settings.git_ca_configmap:
+        # git's own variable: the CA file for https:// remotes.
+        env.append({"name": "GIT_SSL_CAINFO", "value": f"{GIT_CA_MOUNT}/{GIT_CA_KEY}"})
     if spec.backend == "claude":
         secret = spec.credentials.secret_name or settings.credentials_secret
         for key in ("CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY"):
@@ -170,6 +175,17 @@ def build_job(cr: ObservedAnalysisJob, attempt: int, settings: Settings) -> dict
             {"name": "cache", "persistentVolumeClaim": {"claimName": settings.cache_claim_name}}
         )
         mounts.append({"name": "cache", "mountPath": CACHE_MOUNT})
+    if settings.git_ca_configmap:
+        volumes.append(
+            {
+                "name": "git-ca",
+                "configMap": {
+                    "name": settings.git_ca_configmap,
+                    "items": [{"key": GIT_CA_KEY, "path": GIT_CA_KEY}],
+                },
+            }
+        )
+        mounts.append({"name": "git-ca", "mountPath": GIT_CA_MOUNT, "readOnly": True})
     if spec.backend == "claude":
         secret = spec.credentials.secret_name or settings.credentials_secret
         volumes.append(

@@ -89,6 +89,12 @@ class Settings(BaseModel):
         description="PersistentVolumeClaim mounted in runner pods as the step cache, so a "
         "re-run on an unchanged commit makes no LLM call; empty = no shared cache.",
     )
+    git_ca_configmap: str = Field(
+        "",
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$",
+        description="ConfigMap, in each AnalysisJob's namespace, whose `ca.crt` the runner "
+        "trusts for HTTPS Git hosts (a private forge's CA); empty = the system CAs only.",
+    )
     token_key: SecretStr = Field(
         SecretStr(""),
         description="Key from which each AnalysisJob's ingest token is derived (HMAC); "

@@ -27,6 +27,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -94,6 +95,13 @@ def tutorial_title(name: str) -> str:
     return f"{TUTORIAL_TITLE_PREFIX}{' '.join(name.split())}"
 
 
+def dump_yaml(data: Any) -> str:
+    """The one YAML form of the step documents: the pipeline writes it and
+    `write_documents` writes it back, so a course read back from the cluster
+    is the same bytes the runner wrote."""
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
 def write_documents(documents: Iterable[Document], out: Path) -> list[Path]:
     """Lay documents back out as the files they came from, under `out`.
 
@@ -111,7 +119,7 @@ def write_documents(documents: Iterable[Document], out: Path) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         content = doc.content
         if doc.kind is DocumentKind.YAML:
-            content = yaml.safe_dump(json.loads(content), allow_unicode=True, sort_keys=False)
+            content = dump_yaml(json.loads(content))
         path.write_text(content, encoding="utf-8")
         written.append(path)
     return written

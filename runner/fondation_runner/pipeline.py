@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 import fondation_prompts
 from fondation_contracts.course import CourseError, StepUsage, Usage
 from fondation_contracts.ingest import StepState
@@ -636,8 +634,7 @@ class _Run:
         )
 
     def _write_yaml(self, name: str, data: Any) -> None:
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
-        self._write_text(name, text)
+        self._write_text(name, layout.dump_yaml(data))
 
     def _write_text(self, relative: str, text: str) -> None:
         path = self.p.output_dir / relative

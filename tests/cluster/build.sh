@@ -27,7 +27,7 @@ if [ ! -x "$out/kcp" ]; then
   mv "$out/kcp.partial" "$out/kcp"
   printf '[kcp] built in %ss: %s\n' "$(( $(date +%s) - start ))" "$out/kcp" >&2
 fi
-for name in etcd kube-apiserver kube-controller-manager kubectl; do
+for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
   ln -sf kcp "$out/$name"
 done
 mkdir -p "$cache/bin"

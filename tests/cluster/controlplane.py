@@ -6,6 +6,13 @@ Kubernetes Go modules (tests/cluster/build.sh), state in a temporary
 directory, readiness awaited with a deadline, every process stopped by PID.
 `restart()` stops one component (politely or with SIGKILL) and starts it
 again with the same flags, ports and data, for fault tests.
+
+With `for_node=True` it is the control plane of the tier-2 cluster
+(tests/cluster/node.py): the API server listens on the node's bridge address
+as well, so the `kubernetes` Service gets an endpoint pods can reach, and it
+authorizes the node components (Node authorizer, NodeRestriction, a client
+certificate for its calls to the kubelet, tokens for the kubelet,
+kube-scheduler and kube-proxy).
 """
 
 from __future__ import annotations
@@ -43,6 +50,27 @@ CONTROLLERS = (
     # Counts ResourceQuota usage, without which quota admission refuses everything.
     "resourcequota-controller",
 )
+# What a control plane with a real node needs on top: Deployments (the chart's
+# operator) get pods, the node's taints lift when it is Ready, pods get
+# kube-root-ca.crt, Services get endpoints, pods of a dead node are evicted
+# and collected.
+NODE_CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "node-lifecycle-controller",
+    "taint-eviction-controller",
+    "root-ca-certificate-publisher-controller",
+    "endpointslice-controller",
+    "endpoints-controller",
+    "pod-garbage-collector-controller",
+    "disruption-controller",
+)
+# Users of the node components (token file entries), and their groups.
+NODE_USERS = {
+    "kubelet": ("system:node:{node}", "system:nodes"),
+    "kube-scheduler": ("system:kube-scheduler", ""),
+    "kube-proxy": ("system:kube-proxy", ""),
+}
 
 
 class ProcessDied(RuntimeError):
@@ -116,10 +144,21 @@ class ControlPlane:
     api_port: int = 0
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
     processes: list[Process] = field(default_factory=list)
+    # The tier-2 cluster: the API server also listens on `host` (the node's
+    # bridge address) and authorizes the node `node_name`.
+    for_node: bool = False
+    host: str = "127.0.0.1"
+    node_name: str = "fondation-node"
+    component_tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.host}:{self.api_port}"
+
+    @property
+    def node_ca(self) -> Path:
+        """CA of the certificate the API server presents to the kubelet."""
+        return self.workdir / "certs" / "node-ca.crt"
 
     @property
     def ca_path(self) -> Path:
@@ -233,19 +272,38 @@ class ControlPlane:
             ["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True, capture_output=True
         )
         tokens = self.workdir / "tokens.csv"
-        tokens.write_text(f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+        lines = [f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"']
+        node_args: list[str] = []
+        if self.for_node:
+            for component, (user_template, group) in NODE_USERS.items():
+                token = self.component_tokens.setdefault(component, secrets.token_hex(16))
+                user = user_template.format(node=self.node_name)
+                lines.append(
+                    f'{token},{user},{user},"{group}"' if group else f"{token},{user},{user}"
+                )
+            client_crt, client_key = self._kubelet_client_certificate(certs)
+            node_args = [
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                f"--kubelet-client-certificate={client_crt}",
+                f"--kubelet-client-key={client_key}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
+        else:
+            node_args = ["--authorization-mode=RBAC"]
+        tokens.write_text("\n".join(lines) + "\n")
         tokens.chmod(0o600)
         self.api_port = free_port()
         proc = self._spawn(
             "kube-apiserver",
             [
                 f"--etcd-servers={self.etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.host}",
+                f"--advertise-address={self.host}",
                 f"--secure-port={self.api_port}",
                 f"--cert-dir={certs}",
                 f"--token-auth-file={tokens}",
-                "--authorization-mode=RBAC",
+                *node_args,
                 f"--service-account-key-file={sa_key}",
                 f"--service-account-signing-key-file={sa_key}",
                 "--service-account-issuer=https://kubernetes.default.svc",
@@ -281,11 +339,12 @@ class ControlPlane:
         wait_for(ready, timeout=timeout, interval=0.1, what="kube-apiserver /readyz")
 
     def _start_controller_manager(self, timeout: float) -> None:
+        controllers = CONTROLLERS + (NODE_CONTROLLERS if self.for_node else ())
         proc = self._spawn(
             "kube-controller-manager",
             [
                 f"--kubeconfig={self.kubeconfig}",
-                f"--controllers={','.join(CONTROLLERS)}",
+                f"--controllers={','.join(controllers)}",
                 f"--service-account-private-key-file={self._sa_key}",
                 f"--root-ca-file={self.ca_path}",
                 "--leader-elect=false",
@@ -310,6 +369,73 @@ class ControlPlane:
             return out.returncode == 0
 
         wait_for(default_sa, timeout=timeout, interval=0.2, what="controller-manager to run")
+
+    def _kubelet_client_certificate(self, certs: Path) -> tuple[Path, Path]:
+        """A CA (the kubelet's clientCAFile) and the API server's client
+        certificate for its calls to the kubelet (logs, exec), in group
+        system:masters so the kubelet's webhook authorization allows them."""
+        ca_key, ca_crt = certs / "node-ca.key", self.node_ca
+        key, csr, crt = (
+            certs / "kubelet-client.key",
+            certs / "kubelet-client.csr",
+            certs / "kubelet-client.crt",
+        )
+        commands = [
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(ca_key),
+                "-out",
+                str(ca_crt),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=fondation-node-ca",
+            ],
+            [
+                "openssl",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(csr),
+                "-subj",
+                "/O=system:masters/CN=kube-apiserver-kubelet-client",
+            ],
+            [
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                str(csr),
+                "-CA",
+                str(ca_crt),
+                "-CAkey",
+                str(ca_key),
+                "-CAcreateserial",
+                "-out",
+                str(crt),
+                "-days",
+                "2",
+            ],
+        ]
+        for command in commands:
+            subprocess.run(command, check=True, capture_output=True)
+        return crt, key
+
+    def component_kubeconfig(self, component: str) -> Path:
+        """A kubeconfig for a node component (a key of NODE_USERS)."""
+        return self.write_kubeconfig(
+            self.workdir / f"{component}.kubeconfig", token=self.component_tokens[component]
+        )
 
     # ---- helpers ---------------------------------------------------------
 

@@ -1,12 +1,17 @@
 """`make demo`: the whole system on this machine, end to end.
 
-Starts etcd, kube-apiserver and kube-controller-manager, installs the CRD and
-the operator's RBAC, runs the operator as its service account, serves the
-sample repository from a local Git host (HTTPS), applies
-examples/analysisjob.yaml pointed at it, runs the runner pod as a local
-process (this control plane has no kubelet), and ends with the finished
-course rebuilt from the cluster by `fondation course get`. On a terminal it
-then keeps everything running for `kubectl` until Ctrl-C.
+On the real node (tests/cluster/node.py, tier 2): starts the control plane,
+containerd and the kubelet, `helm install`s the chart with the project's
+images, serves the sample repository from a Git host (HTTPS) on the node's
+bridge, applies examples/analysisjob.yaml pointed at it, and its runner pod
+runs in containerd; prints `kubectl logs` of that pod and the course rebuilt
+by `fondation course get`. On a terminal it then keeps the cluster running
+for `kubectl` until Ctrl-C, and restores the machine when it stops.
+
+When this machine cannot run the node (not root, no containerd, a missing
+kernel feature), it says why in one line and falls back to the process
+runner: the operator as a local process and the runner pod as a local
+process (no kubelet), clearly labelled.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from pathlib import Path
 
 import yaml
 
+from fondation_contracts import analysisjob as aj
 from fondation_operator.kube import config as kube_config
 from fondation_operator.kube.client import KubeClient
 from tests.cluster.controlplane import ROOT, ControlPlane
 from tests.cluster.git_server import GitServer
+from tests.cluster.node import OUTSIDE_IP, Node, NodeUnavailable, preflight
 from tests.cluster.objects import wait_phase
 from tests.cluster.operator_process import OperatorProcess, install_rbac
 from tests.cluster.process_kubelet import ProcessKubelet
@@ -63,6 +70,104 @@ async def run_analysis(cp: ControlPlane, git: GitServer, workdir: Path) -> dict[
         return dict(body["status"])
 
 
+def hold() -> None:
+    say("holding; press Ctrl-C to stop everything")
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+
+
+def get_course(kubeconfig: Path, namespace: str, out: Path) -> None:
+    """`fondation course get`, then the files and the start of the course."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fondation_cli",
+            "course",
+            "get",
+            "sample",
+            "-n",
+            namespace,
+            "--out",
+            str(out),
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        check=True,
+    )
+    for path in sorted((out / ".claude-tutorial-output").rglob("*")):
+        if path.is_file():
+            print(f"    {path.relative_to(out)}")
+    index = out / ".claude-tutorial-output" / "tutorials" / "index.md"
+    if index.exists():
+        say(f"the course starts at {index}:")
+        print("    " + "\n    ".join(index.read_text().splitlines()[:25]))
+
+
+def node_demo(args: argparse.Namespace, workdir: Path, started: float) -> int:
+    """The demo on the real node; NodeUnavailable when it cannot start."""
+    from tests.cluster import release
+
+    node = Node()
+    say("starting the control plane, containerd, kubelet, kube-proxy, CoreDNS, kube-router ...")
+    try:
+        node.start()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NodeUnavailable(f"the node did not start: {first}") from exc
+    git = GitServer(workdir / "git", host=OUTSIDE_IP)
+    try:
+        say(f"node {node.cp.node_name} Ready in {time.monotonic() - started:.1f}s")
+        manifest = yaml.safe_load(EXAMPLE.read_text())
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        helm = release.helm_for(node, workdir / "helm")
+        release.install(helm, node, namespaces=[namespace])
+        say(
+            f"helm install {release.RELEASE} charts/fondation-operator: operator pod Ready "
+            f"({node.image('operator')}), {time.monotonic() - started:.1f}s"
+        )
+        git.start()
+        commit = git.publish(SAMPLE_REPO, "sample")
+        say(f"serving tests/fixtures/sample-repo at {git.url('sample')} (commit {commit[:12]})")
+        release.runner_namespace(node, namespace, git)
+        manifest["spec"]["source"] = {"repository": git.url("sample"), "ref": "main"}
+        applied = workdir / "analysisjob.yaml"
+        applied.write_text(yaml.safe_dump(manifest))
+        say(f"kubectl apply -f {EXAMPLE.relative_to(ROOT)} (repository: {git.url('sample')})")
+        say(node.cp.kubectl("apply", "-f", str(applied)).stdout.strip())
+        body = release.wait_analysis(node, namespace, name, "Succeeded", timeout=600)
+        status = body["status"]
+        for pod in release.runner_pods(node, namespace, name):
+            pod_name = pod["metadata"]["name"]
+            say(f"kubectl logs {pod_name} (a real pod, run by containerd):")
+            log = node.cp.kubectl("logs", "-n", namespace, pod_name).stdout
+            print("    " + "\n    ".join(log.strip().splitlines()))
+        result = status["result"]
+        say(
+            f"AnalysisJob {name}: {status['phase']} in {time.monotonic() - started:.1f}s, "
+            f"{result['documents']} documents, {result['chapters']} chapters"
+        )
+        print(node.cp.kubectl("get", "analysisjobs,jobs,pods,configmaps", "-n", namespace).stdout)
+        get_course(node.cp.kubeconfig, namespace, workdir / "course")
+        say("point kubectl at the cluster:")
+        print(f"\n    export KUBECONFIG={node.cp.kubeconfig}")
+        print(f"    alias kubectl='{node.cp.binary} kubectl'")
+        selector = f"{aj.LABEL_ANALYSISJOB}={name}"
+        print(f"    kubectl get aj -n {namespace}; kubectl logs -n {namespace} -l {selector}\n")
+        if args.hold:
+            hold()
+    finally:
+        git.stop()
+        problems = node.stop()
+        say(
+            f"stopped after {time.monotonic() - started:.1f}s; machine restored"
+            + (f" except {problems}" if problems else "")
+        )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="make demo")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".local" / "demo")
@@ -72,12 +177,29 @@ def main() -> int:
         default=sys.stdin.isatty(),
         help="keep the cluster running until Ctrl-C (default: on a terminal)",
     )
+    parser.add_argument(
+        "--process-runner",
+        action="store_true",
+        help="skip the real node: runner pods as local processes",
+    )
     args = parser.parse_args()
 
     workdir: Path = args.workdir
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     started = time.monotonic()
+    if not args.process_runner:
+        try:
+            preflight()
+            return node_demo(args, workdir, started)
+        except NodeUnavailable as exc:
+            say(f"real node unavailable ({exc}): falling back to the process runner")
+    return process_demo(args, workdir, started)
+
+
+def process_demo(args: argparse.Namespace, workdir: Path, started: float) -> int:
+    """The fallback: no kubelet, the runner pod run as a local process."""
+    say("PROCESS RUNNER MODE: the operator and the runner pod run as local processes")
     cp = ControlPlane(workdir=workdir / "cluster", keep_workdir=True)
     git = GitServer(workdir / "git")
     operator: OperatorProcess | None = None
@@ -104,42 +226,14 @@ def main() -> int:
             f"{result['chapters']} chapters, in ConfigMaps {', '.join(result['resultConfigMaps'])}"
         )
         print(cp.kubectl("get", "analysisjobs,jobs,pods,configmaps", "-n", "default").stdout)
-        out = workdir / "course"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fondation_cli",
-                "course",
-                "get",
-                "sample",
-                "-n",
-                "default",
-                "--out",
-                str(out),
-                "--kubeconfig",
-                str(cp.kubeconfig),
-            ],
-            check=True,
-        )
-        for path in sorted((out / ".claude-tutorial-output").rglob("*")):
-            if path.is_file():
-                print(f"    {path.relative_to(out)}")
-        index = out / ".claude-tutorial-output" / "tutorials" / "index.md"
-        if index.exists():
-            say(f"the course starts at {index}:")
-            print("    " + "\n    ".join(index.read_text().splitlines()[:25]))
+        get_course(cp.kubeconfig, "default", workdir / "course")
         print(json.dumps({"phase": status["phase"], "result": result}, indent=2))
         say("point kubectl at the cluster:")
         print(f"\n    export KUBECONFIG={cp.kubeconfig}")
         print(f"    alias kubectl='{cp.binary} kubectl'")
         print("    kubectl get aj; kubectl describe aj sample\n")
         if args.hold:
-            say("holding; press Ctrl-C to stop everything")
-            stop = threading.Event()
-            signal.signal(signal.SIGINT, lambda *_: stop.set())
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            stop.wait()
+            hold()
     finally:
         if operator is not None:
             operator.stop()

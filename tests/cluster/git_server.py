@@ -46,7 +46,7 @@ def _git(*args: str, cwd: Path) -> str:
     ).stdout.strip()
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
+def self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
     cert, key = directory / "git.crt", directory / "git.key"
     subprocess.run(
         [
@@ -59,9 +59,9 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
             "-days",
             "2",
             "-subj",
-            "/CN=127.0.0.1",
+            f"/CN={host}",
             "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            f"subjectAltName=IP:{host},DNS:localhost",
             "-keyout",
             str(key),
             "-out",
@@ -74,9 +74,16 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 class GitServer:
-    """Serves bare repositories under `root` at https://127.0.0.1:<port>/<name>.git."""
+    """Serves bare repositories under `root` at https://<host>:<port>/<name>.git.
 
-    def __init__(self, workdir: Path | None = None, *, token: str | None = None) -> None:
+    `host` is loopback, or the tier-2 node's bridge address so pods reach it.
+    With `token`, every request must carry it as HTTP Basic credentials.
+    """
+
+    def __init__(
+        self, workdir: Path | None = None, host: str = "127.0.0.1", *, token: str | None = None
+    ) -> None:
+        self.host = host
         self.token = token
         self.seen: list[str] = []
         """Each request's line and headers (the Authorization header's kind only)."""
@@ -84,15 +91,18 @@ class GitServer:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="fondation-git-"))
         self.root = self.workdir / "repos"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.cert, self.key = self_signed(self.workdir)
+        self.cert, self.key = self_signed(self.workdir, host)
         self.port = free_port()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self.requests = 0
+        # Seconds each fetch of a repository waits before it is served: a
+        # runner pod then stays in its clone step long enough to disrupt it.
+        self.fetch_delays: dict[str, float] = {}
 
     def url(self, name: str) -> str:
-        return f"https://127.0.0.1:{self.port}/{name}.git"
+        return f"https://{self.host}:{self.port}/{name}.git"
 
     def publish(self, source: Path, name: str, *, branch: str = "main") -> str:
         """Commit a copy of `source` as a bare repository `name`; returns the commit."""
@@ -139,6 +149,9 @@ class GitServer:
                 status=401, headers={"WWW-Authenticate": 'Basic realm="git"'}, text="no\n"
             )
         body = await request.read()
+        repository = request.path.strip("/").split(".git", 1)[0]
+        if request.method == "POST" and repository in self.fetch_delays:
+            await asyncio.sleep(self.fetch_delays[repository])
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "GIT_PROJECT_ROOT": str(self.root),
@@ -186,7 +199,7 @@ class GitServer:
             loop.run_until_complete(self._runner.setup())
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(self.cert, self.key)
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=tls)
+            site = web.TCPSite(self._runner, self.host, self.port, ssl_context=tls)
             loop.run_until_complete(site.start())
             ready.set()
             loop.run_forever()

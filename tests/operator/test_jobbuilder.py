@@ -136,6 +136,20 @@ def test_git_credentials_are_mounted_in_the_clone_init_container_alone() -> None
     assert "git-credentials" not in str(public)
 
 
+def test_a_git_ca_configmap_is_mounted_and_trusted_by_git() -> None:
+    job = jobbuilder.build_job(_cr(), 1, Settings(git_ca_configmap="forge-ca"))
+    pod = job["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "git-ca"]
+    assert volume["configMap"]["name"] == "forge-ca"
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["git-ca"]["readOnly"] is True
+    assert env["GIT_SSL_CAINFO"] == f"{mounts['git-ca']['mountPath']}/ca.crt"
+    plain = jobbuilder.build_job(_cr(), 1, Settings())["spec"]["template"]["spec"]
+    assert "GIT_SSL_CAINFO" not in {e["name"] for e in plain["containers"][0]["env"]}
+    assert all(v["name"] != "git-ca" for v in plain["volumes"])
+
+
 def test_resources_from_spec_override_defaults() -> None:
     cr = _cr(resources={"requests": {"cpu": "3"}, "limits": {"memory": "9Gi"}})
     res = jobbuilder.build_job(cr, 1, Settings())["spec"]["template"]["spec"]["containers"][0][
