@@ -288,11 +288,10 @@ def test_an_evicted_runner_is_retried_without_counting_an_attempt(
     # The Job replaced the evicted pod (deleted once it stopped): same
     # attempt, not a retry, and the Job counts no failure.
     assert body["status"]["attempt"] == 1
-    (pod,) = runner_pods(node, namespace, "evicted")
-    assert pod["metadata"]["name"] != first
-    assert pod["status"]["phase"] == "Succeeded"
     job = get_json(node, "job", body["status"]["jobName"], "-n", namespace)
+    assert job["status"].get("succeeded") == 1, job["status"]
     assert not job["status"].get("failed"), job["status"]
+    assert first not in {p["metadata"]["name"] for p in runner_pods(node, namespace, "evicted")}
 
 
 def running_runner_pod(node: Node, namespace: str, name: str) -> str:
