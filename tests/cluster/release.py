@@ -22,7 +22,7 @@ from tests.charts.test_chart import BUILD as HELM_BUILD
 from tests.charts.test_chart import CHART, Helm
 from tests.cluster.controlplane import ROOT, wait_for
 from tests.cluster.git_server import GitServer
-from tests.cluster.node import Node
+from tests.cluster.node import OUTSIDE_IP, Node
 
 RELEASE = "fondation-operator"
 RELEASE_NAMESPACE = "fondation-system"
@@ -49,7 +49,12 @@ def chart_values(node: Node, **overrides: Any) -> dict[str, Any]:
             },
         },
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-        "extraEnv": [{"name": "FONDATION_GIT_CA_CONFIGMAP", "value": GIT_CA_CONFIGMAP}],
+        "extraEnv": [
+            {"name": "FONDATION_GIT_CA_CONFIGMAP", "value": GIT_CA_CONFIGMAP},
+            # The Git host and the model API stand "outside" on an address of
+            # their own, which runners refuse to clone from unless allowed.
+            {"name": aj.ALLOWED_HOSTS_ENV, "value": OUTSIDE_IP},
+        ],
         # Enforced by kube-router on the node.
         "networkPolicy": {"enabled": True},
         "namespaces": RUNNER_NAMESPACES,
@@ -313,7 +318,11 @@ def course_in_pod(
         node.image("runner"),
         ["python", "-c", _ANALYZE, *args],
         {"app": "course-check"},
-        env={"HOME": "/tmp", "GIT_SSL_CAINFO": "/etc/git-ca/ca.crt"},
+        env={
+            "HOME": "/tmp",
+            "GIT_SSL_CAINFO": "/etc/git-ca/ca.crt",
+            aj.ALLOWED_HOSTS_ENV: OUTSIDE_IP,
+        },
         volumes={
             "/tmp": {"emptyDir": {}},
             "/etc/git-ca": {"configMap": {"name": GIT_CA_CONFIGMAP}},
