@@ -151,10 +151,12 @@ def test_network_policies_confine_runner_pods_and_the_ingest_port(
     assert probe(node, namespace, "plain-probe", expected, {"app": "not-a-runner"}) == expected
 
 
-def big_repository(root: Path, packages: int = 10, modules: int = 3, functions: int = 25) -> Path:
+def big_repository(root: Path, packages: int = 10, modules: int = 3, functions: int = 8) -> Path:
     """A Python project whose offline course is over 1 MB: `packages`
     packages (one chapter each), each of `modules` modules under the
-    runner's 100 KB per-file cap, with long docstrings, importing one another."""
+    runner's 100 KB per-file cap, with long docstrings, importing one another.
+    The offline chapters quote a bounded number of definitions with their
+    docstrings' first paragraph, so the size comes from long paragraphs."""
     sentence = (
         "This function takes part in the processing pipeline of the package and documents "
         "its inputs, its outputs, its failure modes and the invariants callers rely on. "
@@ -170,7 +172,7 @@ def big_repository(root: Path, packages: int = 10, modules: int = 3, functions: 
             for f in range(functions):
                 lines += [
                     f"def step_{f}(value: int) -> int:",
-                    f'    """Step {f} of stage {p}, part {m}. {sentence * 5}"""',
+                    f'    """Step {f} of stage {p}, part {m}. {sentence * 40}"""',
                     f"    return value + {f}",
                     "",
                 ]
